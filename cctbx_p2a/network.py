@@ -1,0 +1,213 @@
+"""Network stage: the torch models, and saving/loading them with a model card.
+
+Two architectures share one interface (Patterson grid in, atom map out):
+
+* ``unet`` (default): a small 3D U-Net.  Three stride-2 levels reach a 4^3
+  bottleneck whose receptive field spans the whole Patterson window -- the
+  problem is global, every atom depends on vectors across the box -- at a
+  fraction of the compute of long chains of large kernels.  GroupNorm keeps
+  training stable at small batch sizes.  The output window is cropped to the
+  region where centred atoms can lie (see target.output_box_edge), which saves
+  the most expensive full-resolution layers.
+* ``hurwitz2020``: the paper's network (2 x Conv 5^3, MaxPool, 8 x Conv 7^3,
+  UpSample, Conv 5^3, Conv 5^3 tanh; 20 channels, 'same' padding), output on
+  the input grid.
+
+Both make their output exactly centrosymmetric ((y + flip(y)) / 2): the target
+is, and the input Patterson is, so nothing is lost and the read-out gets exact
+inverse pairs.
+
+A model file is ``<name>.pt`` (state dict + config) beside ``<name>.json`` (the
+model card: architecture, grids, training data, domain, metrics, hardware,
+time, versions and the sha256 of the .pt).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import torch
+from torch import nn
+from libtbx.utils import Sorry
+
+MODELS_DIR = os.path.join(os.path.dirname(__file__), "models")
+DEFAULT_MODEL = "default"
+
+
+def symmetrise(y):
+  return 0.5 * (y + torch.flip(y, dims=(-3, -2, -1)))
+
+
+def conv_block(c_in, c_out):
+  groups = 4 if c_out % 4 == 0 else 1
+  return nn.Sequential(
+    nn.Conv3d(c_in, c_out, 3, padding=1), nn.GroupNorm(groups, c_out), nn.SiLU(),
+    nn.Conv3d(c_out, c_out, 3, padding=1), nn.GroupNorm(groups, c_out), nn.SiLU())
+
+
+class UNet3D(nn.Module):
+  """Patterson window (n_in^3) -> atom map on the central n_out^3 voxels."""
+
+  def __init__(self, n_in=32, n_out=24, channels=8):
+    super().__init__()
+    if n_in % 8 or (n_in - n_out) % 4 or n_out > n_in or n_out % 2:
+      raise Sorry("unet needs n_in divisible by 8 and (n_in - n_out) divisible by 4 "
+                  "(got n_in=%d, n_out=%d)." % (n_in, n_out))
+    c = channels
+    self.n_in, self.n_out, self.crop = n_in, n_out, (n_in - n_out) // 2
+    self.stem = nn.Sequential(nn.Conv3d(1, c, 3, padding=1), nn.SiLU())
+    self.down1 = nn.Sequential(nn.Conv3d(c, 2 * c, 2, stride=2), conv_block(2 * c, 2 * c))
+    self.down2 = nn.Sequential(nn.Conv3d(2 * c, 4 * c, 2, stride=2), conv_block(4 * c, 4 * c))
+    self.down3 = nn.Sequential(nn.Conv3d(4 * c, 8 * c, 2, stride=2), conv_block(8 * c, 8 * c))
+    self.up2 = nn.ConvTranspose3d(8 * c, 4 * c, 2, stride=2)
+    self.dec2 = conv_block(8 * c, 4 * c)
+    self.up1 = nn.ConvTranspose3d(4 * c, 2 * c, 2, stride=2)
+    self.dec1 = conv_block(4 * c, 2 * c)
+    self.up0 = nn.ConvTranspose3d(2 * c, c, 2, stride=2)
+    self.head = nn.Sequential(nn.Conv3d(2 * c, c, 3, padding=1), nn.SiLU(), nn.Conv3d(c, 1, 1))
+
+  def forward(self, x):
+    e0 = self.stem(x)
+    e1 = self.down1(e0)
+    e2 = self.down2(e1)
+    e3 = self.down3(e2)
+    y = self.dec2(torch.cat([self.up2(e3), e2], 1))
+    y = self.dec1(torch.cat([self.up1(y), e1], 1))
+    k, h = self.crop, self.crop // 2
+    if h:
+      y = y[:, :, h:-h, h:-h, h:-h]
+      e0 = e0[:, :, k:-k, k:-k, k:-k]
+    y = self.head(torch.cat([self.up0(y), e0], 1))
+    return symmetrise(y)
+
+
+class Hurwitz2020(nn.Module):
+  """The paper's network (about 1.2 M parameters at 20 channels)."""
+
+  def __init__(self, n_in=40, n_out=40, channels=20):
+    super().__init__()
+    if n_out != n_in or n_in % 2:
+      raise Sorry("hurwitz2020 outputs on its (even) input grid: set "
+                  "target.output_box_edge = patterson.box_edge.")
+    c = channels
+    layers = [nn.Conv3d(1, c, 5, padding=2), nn.ReLU(), nn.Conv3d(c, c, 5, padding=2), nn.ReLU(),
+              nn.MaxPool3d(2)]
+    for _ in range(8):
+      layers += [nn.Conv3d(c, c, 7, padding=3), nn.ReLU()]
+    layers += [nn.Upsample(scale_factor=2), nn.Conv3d(c, c, 5, padding=2), nn.ReLU(),
+               nn.Conv3d(c, 1, 5, padding=2), nn.Tanh()]
+    self.net = nn.Sequential(*layers)
+    self.n_in, self.n_out = n_in, n_out
+
+  def forward(self, x):
+    return symmetrise(self.net(x))
+
+
+ARCHITECTURES = {"unet": UNet3D, "hurwitz2020": Hurwitz2020}
+
+
+def build(architecture, n_in, n_out, channels):
+  if architecture not in ARCHITECTURES:
+    raise Sorry("Unknown architecture %r; choose one of %s." % (architecture, ", ".join(ARCHITECTURES)))
+  return ARCHITECTURES[architecture](n_in=n_in, n_out=n_out, channels=channels)
+
+
+def count_parameters(model):
+  return sum(p.numel() for p in model.parameters())
+
+
+def sha256_of(path):
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+class Model:
+  """A trained network with its card: what it was trained on and how well it
+  does.  ``predict(grid)`` maps one normalised Patterson window to an atom map."""
+
+  def __init__(self, net, card, path=None):
+    self.net = net.eval()
+    self.card = card
+    self.path = path
+
+  @property
+  def name(self):
+    return self.card.get("name", "unnamed")
+
+  @property
+  def voxel(self):
+    return self.card["grid"]["voxel"]
+
+  @property
+  def input_box_edge(self):
+    return self.card["grid"]["input_n"] * self.voxel
+
+  @property
+  def output_box_edge(self):
+    return self.card["grid"]["output_n"] * self.voxel
+
+  @property
+  def domain(self):
+    return self.card.get("domain", {})
+
+  def predict(self, grid):
+    """Atom map (numpy, n_out^3) for one input grid (numpy, n_in^3)."""
+    import numpy as np
+    with torch.no_grad():
+      x = torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32))[None, None]
+      return self.net(x)[0, 0].numpy()
+
+  def __repr__(self):
+    return "<cctbx_p2a Model %s: %s, %d parameters, grid %d->%d at %.2f A>" % (
+      self.name, self.card["architecture"]["name"], count_parameters(self.net),
+      self.card["grid"]["input_n"], self.card["grid"]["output_n"], self.voxel)
+
+
+def save(net, path_stem, card):
+  """Write <stem>.pt and <stem>.json (the card, with the sha256 of the .pt)."""
+  pt = path_stem + ".pt"
+  torch.save({"state_dict": net.state_dict(), "architecture": card["architecture"],
+              "grid": card["grid"]}, pt)
+  card = dict(card)
+  card["weights_file"] = os.path.basename(pt)
+  card["sha256"] = sha256_of(pt)
+  card["size_bytes"] = os.path.getsize(pt)
+  with open(path_stem + ".json", "w") as f:
+    json.dump(card, f, indent=2, sort_keys=False)
+  return card
+
+
+def resolve_model_path(name_or_path):
+  """'default', a shipped model name, or a path to a .pt/.json -> path stem."""
+  name = name_or_path or DEFAULT_MODEL
+  if name.endswith(".pt") or name.endswith(".json"):
+    stem = name[:-3] if name.endswith(".pt") else name[:-5]
+  elif os.path.exists(name + ".pt"):
+    stem = name
+  else:
+    stem = os.path.join(MODELS_DIR, name)
+  if not os.path.exists(stem + ".pt") or not os.path.exists(stem + ".json"):
+    shipped = sorted(f[:-3] for f in os.listdir(MODELS_DIR) if f.endswith(".pt")) \
+      if os.path.isdir(MODELS_DIR) else []
+    raise Sorry("Model %r not found (need %s.pt and its card %s.json). Shipped models: %s."
+                % (name, stem, stem, ", ".join(shipped) or "none"))
+  return stem
+
+
+def load(name_or_path=None, check_sha256=True):
+  """Load a model and its card; refuses weights whose sha256 differs from the card's."""
+  stem = resolve_model_path(name_or_path)
+  with open(stem + ".json") as f:
+    card = json.load(f)
+  if check_sha256 and card.get("sha256") != sha256_of(stem + ".pt"):
+    raise Sorry("The weights %s.pt do not match the sha256 in their card %s.json: "
+                "the file is damaged or was replaced. Re-install or retrain." % (stem, stem))
+  blob = torch.load(stem + ".pt", map_location="cpu", weights_only=True)
+  arch = blob["architecture"]
+  net = build(arch["name"], blob["grid"]["input_n"], blob["grid"]["output_n"], arch["channels"])
+  net.load_state_dict(blob["state_dict"])
+  return Model(net, card, path=stem + ".pt")
