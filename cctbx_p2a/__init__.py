@@ -11,3 +11,17 @@ matplotlib before cctbx's extensions crashes the interpreter.
 from cctbx_p2a import _import_order  # noqa: F401  (must be first)
 
 __version__ = "0.1.0"
+
+
+def solve(f_obs, params=None, model=None, log=None, **overrides):
+  """Phase a miller.array of amplitudes or intensities; returns a
+  cctbx_p2a.phasing.Result with .xray_structure, .phases, .r1, .cc, .show().
+  See cctbx_p2a.phasing.solve for the parameters."""
+  from cctbx_p2a import phasing
+  return phasing.solve(f_obs, params=params, model=model, log=log, **overrides)
+
+
+def load_model(name_or_path=None):
+  """A shipped model by name ('default', 'paper') or a .pt path with its card."""
+  from cctbx_p2a import network
+  return network.load(name_or_path)

@@ -63,3 +63,221 @@ def find_peaks(atom_map, voxel, threshold=0.1, max_peaks=None):
   centre = (n - 1) / 2.0
   sites = (idx + offsets - centre) * voxel
   return sites, heights
+
+
+# --- inverse pairs -----------------------------------------------------------
+
+def inverse_pairs(peaks, heights, tolerance=0.6, centre_radius=0.5):
+  """Group centrosymmetric peaks into inverse pairs.
+
+  Returns (pairs, centre): `pairs` a list of (site, height) with one member of
+  each (+p, -p) pair, `centre` the sites within centre_radius of the centroid
+  (an atom there is its own inverse and belongs to both hands).
+  """
+  peaks = np.asarray(peaks, dtype=float)
+  used = np.zeros(len(peaks), dtype=bool)
+  pairs, centre = [], []
+  for i in range(len(peaks)):
+    if used[i]:
+      continue
+    used[i] = True
+    if np.linalg.norm(peaks[i]) < centre_radius:
+      centre.append((peaks[i] * 0, heights[i]))
+      continue
+    d = np.linalg.norm(peaks + peaks[i], axis=1)
+    d[used] = np.inf
+    j = int(np.argmin(d)) if len(d) else -1
+    if j >= 0 and d[j] < tolerance:
+      used[j] = True
+      site = 0.5 * (peaks[i] - peaks[j])  # average of +p and -(-p)
+      pairs.append((site, 0.5 * (heights[i] + heights[j])))
+    else:
+      pairs.append((peaks[i], heights[i]))  # partner lost (e.g. at the edge)
+  return pairs, centre
+
+
+# --- choosing the hand ---------------------------------------------------------
+
+def scattering_factors(f_obs, element="C", u_iso=0.02):
+  """f0(s) * exp(-B s^2/4) of one element at every reflection of f_obs."""
+  from cctbx.eltbx import xray_scattering
+  from cctbx import adptbx
+  gaussian = xray_scattering.wk1995(element, True).fetch()
+  stol_sq = f_obs.sin_theta_over_lambda_sq().data().as_numpy_array()
+  f0 = gaussian.c() + sum(a * np.exp(-b * stol_sq)
+                         for a, b in zip(gaussian.array_of_a(), gaussian.array_of_b()))
+  b = adptbx.u_as_b(u_iso)
+  return f0 * np.exp(-b * stol_sq)
+
+
+def correlation(a, b):
+  a = a - a.mean(axis=-1, keepdims=True)
+  b = b - b.mean()
+  return (a @ b) / np.sqrt((a * a).sum(axis=-1) * (b * b).sum() + 1e-30)
+
+
+def choose_hand(pairs, centre, f_obs, element="C", u_iso=0.02, max_reflections=4000,
+                exhaustive_limit=16, seed=0):
+  """Pick one member of each inverse pair so that |F_calc| best matches |F_obs|.
+
+  A global inversion leaves |F| unchanged, so the first pair is fixed and the
+  other 2^(P-1) choices are scored by the correlation of |F_calc| with |F_obs|.
+  Up to `exhaustive_limit` pairs every choice is scored (vectorised: one
+  complex matrix product per block of choices); beyond that, greedy single
+  flips from several random starts.  Returns (sites_cart, score, n_scored).
+  """
+  f_obs = f_obs.select(f_obs.data() > 0)
+  if f_obs.size() > max_reflections:
+    # the strongest low-order reflections carry the hand information
+    order = np.argsort(-f_obs.data().as_numpy_array())[:max_reflections]
+    from cctbx.array_family import flex
+    f_obs = f_obs.select(flex.size_t(sorted(order.tolist())))
+  hkl = np.array(f_obs.indices(), dtype=float)
+  orth = np.array(f_obs.unit_cell().fractionalization_matrix()).reshape(3, 3)
+  fobs = f_obs.data().as_numpy_array()
+  ff = scattering_factors(f_obs, element, u_iso)
+
+  def terms(sites_cart):
+    frac = np.asarray(sites_cart).reshape(-1, 3) @ orth.T
+    return np.exp(2j * np.pi * frac @ hkl.T) * ff  # (n, M)
+
+  p = np.array([s for s, _ in pairs]).reshape(-1, 3)
+  base = terms(np.array([s for s, _ in centre])).sum(axis=0) if centre else np.zeros(len(fobs), complex)
+  if len(p) == 0:
+    return np.zeros((0, 3)), 0.0, 0
+  plus, minus = terms(p), terms(-p)
+  base = base + minus.sum(axis=0)
+  delta = plus - minus  # choosing +p_k adds delta[k]
+  n_pairs = len(p)
+  if n_pairs - 1 <= exhaustive_limit:
+    n_free = n_pairs - 1
+    best_score, best_bits, n_scored = -np.inf, None, 0
+    block = 1 << min(n_free, 12)
+    for start in range(0, 1 << n_free, block):
+      codes = np.arange(start, min(start + block, 1 << n_free))
+      bits = ((codes[:, None] >> np.arange(n_free)) & 1).astype(float)
+      bits = np.concatenate([np.ones((len(codes), 1)), bits], axis=1)  # pair 0 fixed to +
+      f = np.abs(base + bits @ delta)
+      scores = correlation(f, fobs)
+      k = int(np.argmax(scores))
+      n_scored += len(codes)
+      if scores[k] > best_score:
+        best_score, best_bits = scores[k], bits[k]
+  else:
+    rng = np.random.default_rng(seed)
+    best_score, best_bits, n_scored = -np.inf, None, 0
+    for _ in range(32):
+      bits = rng.integers(0, 2, n_pairs).astype(float)
+      bits[0] = 1
+      score = correlation(np.abs(base + bits @ delta), fobs)
+      improved = True
+      while improved:
+        improved = False
+        for k in range(1, n_pairs):
+          bits[k] = 1 - bits[k]
+          s = correlation(np.abs(base + bits @ delta), fobs)
+          n_scored += 1
+          if s > score + 1e-12:
+            score, improved = s, True
+          else:
+            bits[k] = 1 - bits[k]
+      if score > best_score:
+        best_score, best_bits = score, bits.copy()
+  chosen = np.where(best_bits[:, None] > 0.5, p, -p)
+  if centre:
+    chosen = np.concatenate([chosen, np.array([s for s, _ in centre])])
+  return chosen, float(best_score), n_scored
+
+
+# --- building and refining the structure ----------------------------------------
+
+def structure_from_sites(sites_cart, crystal_symmetry, elements, u_iso=0.02,
+                         centroid_frac=(0.5, 0.5, 0.5)):
+  """P1 xray.structure with the molecule's centroid at centroid_frac."""
+  from cctbx import xray, crystal
+  from cctbx.array_family import flex
+  uc = crystal_symmetry.unit_cell()
+  centre = np.array(uc.orthogonalize(tuple(centroid_frac)))
+  cs = crystal.symmetry(unit_cell=uc, space_group_symbol="P 1")
+  scatterers = flex.xray_scatterer()
+  for i, (site, element) in enumerate(zip(sites_cart, elements)):
+    scatterers.append(xray.scatterer(label="%s%d" % (element, i + 1),
+                                     site=uc.fractionalize(tuple(np.asarray(site) + centre)),
+                                     u=u_iso, scattering_type=element))
+  return xray.structure(crystal_symmetry=cs, scatterers=scatterers)
+
+
+def r1_and_cc(f_obs, xray_structure):
+  """R1 = sum||Fo| - k|Fc|| / sum|Fo| and CC(|Fo|, |Fc|), with the best scale k."""
+  f_calc = f_obs.structure_factors_from_scatterers(xray_structure, algorithm="direct").f_calc()
+  fc = abs(f_calc)
+  fo, fcd = f_obs.data().as_numpy_array(), fc.data().as_numpy_array()
+  k = (fo * fcd).sum() / max((fcd * fcd).sum(), 1e-30)
+  r1 = float(np.abs(fo - k * fcd).sum() / max(fo.sum(), 1e-30))
+  cc = float(np.corrcoef(fo, fcd)[0, 1]) if fo.size > 1 else 0.0
+  return r1, cc, f_calc
+
+
+def refine(xray_structure, f_obs, cycles=2, max_iterations=40, refine_u_iso=True):
+  """L-BFGS least squares on |F_obs| (cctbx.xray.minimization): sites, then
+  sites and isotropic U.  The overall scale is solved analytically by the
+  target at every step.  The structure is refined in place."""
+  from cctbx import xray
+  from cctbx.array_family import flex
+  import scitbx.lbfgs
+  target = xray.target_functors.unified_least_squares_residual(f_obs)
+  termination = scitbx.lbfgs.termination_parameters(max_iterations=max_iterations)
+  scatterers = xray_structure.scatterers()
+  for cycle in range(cycles):
+    scatterers.flags_set_grads(state=False)
+    everything = flex.size_t_range(scatterers.size())
+    scatterers.flags_set_grad_site(iselection=everything)
+    if refine_u_iso and cycle > 0:
+      scatterers.flags_set_grad_u_iso(iselection=everything)
+    try:
+      xray.minimization.lbfgs(target_functor=target, xray_structure=xray_structure,
+                              lbfgs_termination_params=termination,
+                              structure_factor_algorithm="direct")
+    except RuntimeError as e:  # e.g. a U_iso running away on a wrong atom
+      if "arg_limit" not in str(e):
+        raise
+    xray_structure.tidy_us(u_min=0.001)
+    for sc in xray_structure.scatterers():
+      sc.u_iso = min(max(sc.u_iso, 0.001), 0.5)
+  return xray_structure
+
+
+def complete(xray_structure, f_obs, n_wanted, element="C", min_distance=1.2):
+  """Add the strongest peaks of the F_obs map phased by the current model,
+  away from existing atoms, until n_wanted atoms are present."""
+  from cctbx import maptbx, xray
+  n_missing = n_wanted - xray_structure.scatterers().size()
+  if n_missing <= 0:
+    return xray_structure, 0
+  f_calc = f_obs.structure_factors_from_scatterers(xray_structure, algorithm="direct").f_calc()
+  coeffs = f_obs.phase_transfer(f_calc)
+  fft_map = coeffs.fft_map(resolution_factor=0.25,
+                           symmetry_flags=maptbx.use_space_group_symmetry).apply_sigma_scaling()
+  search = fft_map.peak_search(maptbx.peak_search_parameters(
+    peak_search_level=1, interpolate=True, min_distance_sym_equiv=1.0,
+    max_clusters=4 * n_wanted + 20)).all(max_clusters=4 * n_wanted + 20)
+  uc = xray_structure.unit_cell()
+  existing = [np.array(uc.orthogonalize(sc.site)) for sc in xray_structure.scatterers()]
+  added = 0
+  for site_frac in search.sites():
+    if added == n_missing:
+      break
+    x = np.array(uc.orthogonalize(site_frac))
+    ok = True
+    for e in existing:
+      d = uc.distance(uc.fractionalize(tuple(x)), uc.fractionalize(tuple(e)))
+      if d < min_distance:
+        ok = False
+        break
+    if ok:
+      existing.append(x)
+      added += 1
+      xray_structure.add_scatterer(xray.scatterer(
+        label="%s%d" % (element, xray_structure.scatterers().size() + 1),
+        site=site_frac, u=0.02, scattering_type=element))
+  return xray_structure, added

@@ -1,0 +1,469 @@
+"""Conventional ab initio phasing: the baselines the network is compared with.
+
+Each method gets the same input as the network (merged amplitudes and the
+number of atoms to place) and its best honest settings (phil/baselines.phil):
+
+  charge_flipping          smtbx.ab_initio.charge_flipping, several starts
+  tangent_formula          multi-solution direct methods written here on top
+                           of cctbx.dmtbx.triplet_generator (cctbx only ships
+                           the building blocks)
+
+Both return a PhasingResult. score_against_reference() is the common yardstick
+(emma, origin shifts and the inverse hand allowed).
+"""
+from __future__ import absolute_import, division, print_function
+
+import io
+import math
+import random
+import sys
+import time
+
+import numpy as np
+
+from cctbx import euclidean_model_matching as emma
+from cctbx import dmtbx
+from cctbx import maptbx
+from cctbx import miller
+from cctbx import xray
+from cctbx.array_family import flex
+import scitbx.math
+
+
+class PhasingResult(object):
+  """What every baseline returns, so the comparison harness treats all alike."""
+
+  def __init__(self, method, xray_structure, phases=None, fom=0.0,
+               solved_by_own_criterion=False, n_trials=0, time_s=0.0,
+               notes=None):
+    self.method = method
+    self.xray_structure = xray_structure
+    self.phases = phases
+    self.fom = fom
+    self.solved_by_own_criterion = solved_by_own_criterion
+    self.n_trials = n_trials
+    self.time_s = time_s
+    self.notes = list(notes or [])
+
+  def show(self, out=sys.stdout):
+    print("%s: %s by its own criterion, fom %.4f, %d trial(s), %.2f s" % (
+      self.method, "solved" if self.solved_by_own_criterion else "NOT solved",
+      self.fom, self.n_trials, self.time_s), file=out)
+    print("  %d sites picked" % self.xray_structure.scatterers().size(),
+          file=out)
+    for note in self.notes:
+      print("  " + note, file=out)
+
+
+def _params(params):
+  if params is None:
+    from cctbx_p2a import phil
+    params = phil.extract("baselines").baselines
+  return params
+
+
+def _seed_everything(seed):
+  """All three generators: smtbx and random_structure use flex and random."""
+  random.seed(seed)
+  np.random.seed(seed % 2**32)
+  flex.set_random_seed(seed)
+
+
+def _prepared_amplitudes(f_obs):
+  """Merged, non-anomalous amplitudes without systematic absences."""
+  assert f_obs.is_real_array(), "f_obs must hold amplitudes"
+  f = f_obs
+  if f.is_xray_intensity_array():
+    f = f.f_sq_as_f()
+  f = f.as_non_anomalous_array()
+  if not f.is_unique_set_under_symmetry():
+    f = f.merge_equivalents().array()
+  f = f.eliminate_sys_absent().map_to_asu()
+  f = f.select(f.d_spacings().data() > 0)
+  f = f.customized_copy(data=flex.abs(f.data()))
+  f.set_observation_type_xray_amplitude()
+  return f
+
+
+def pick_sites(map_coeffs, n_sites, scattering_type="C", params=None,
+               crystal_symmetry=None):
+  """The n_sites highest peaks of the map of map_coeffs as an xray.structure
+  (sharing peaks found near symmetry mates: cluster distance from PHIL)."""
+  ps = _params(params).peak_search
+  if crystal_symmetry is None:
+    crystal_symmetry = map_coeffs.crystal_symmetry()
+  fft_map = map_coeffs.fft_map(
+    resolution_factor=ps.resolution_factor,
+    symmetry_flags=maptbx.use_space_group_symmetry)
+  fft_map.apply_sigma_scaling()
+  peaks = fft_map.peak_search(maptbx.peak_search_parameters(
+    peak_search_level=1,
+    interpolate=True,
+    min_distance_sym_equiv=ps.min_distance,
+    max_clusters=n_sites)).all(max_clusters=n_sites)
+  scatterers = flex.xray_scatterer()
+  for i, site in enumerate(peaks.sites()):
+    scatterers.append(xray.scatterer(
+      label="%s%d" % (scattering_type, i + 1), site=site, u=ps.u_iso,
+      scattering_type=scattering_type))
+  return xray.structure(
+    crystal_symmetry=crystal_symmetry, scatterers=scatterers)
+
+
+def score_against_reference(reference_xs, found_xs, tolerance=0.5):
+  """How many reference atoms a solution places within tolerance, after the
+  best origin shift and hand (emma); solved means all of them."""
+  n_ref = reference_xs.scatterers().size()
+  result = dict(n_matched=0, n_reference=n_ref, mean_error_A=None,
+                solved=False, rms=None)
+  if n_ref == 0 or found_xs.scatterers().size() == 0:
+    return result
+  matches = emma.model_matches(
+    reference_xs.as_emma_model(), found_xs.as_emma_model(),
+    tolerance=tolerance,
+    break_if_match_with_no_singles=False).refined_matches
+  if not matches:
+    return result
+  m = matches[0]
+  result["n_matched"] = len(m.pairs)
+  result["mean_error_A"] = flex.mean(m.shortest_distances)
+  result["rms"] = m.rms
+  result["solved"] = len(m.pairs) == n_ref
+  return result
+
+
+# ---------------------------------------------------------------- charge flipping
+
+from smtbx.ab_initio import charge_flipping as _cf
+
+
+class _solving_iterator(_cf.solving_iterator):
+  """smtbx's solving_iterator, with max_solving_iterations kept an int: it is
+  multiplied by 1.5 from the third attempt on and islice refuses floats."""
+
+  def __setattr__(self, name, value):
+    if name == "max_solving_iterations":
+      value = int(value)
+    object.__setattr__(self, name, value)
+
+
+def charge_flipping(f_obs, n_sites, scattering_type="C", seed=0, params=None):
+  """Charge flipping from random phases until a start converges (phase
+  transition seen and a sharp symmetry-search correlation peak), at most
+  n_starts starts. Sites are the n_sites highest peaks of the final map."""
+  t0 = time.time()
+  params = _params(params)
+  p = params.charge_flipping
+  _seed_everything(seed)
+  f = _prepared_amplitudes(f_obs)
+  n_starts = [0]
+
+  def initial_phases(f_p1):
+    n_starts[0] += 1
+    return (2 * math.pi) * flex.random_double(f_p1.size())
+
+  if p.iterator == "basic":
+    flipping = _cf.basic_iterator()
+  else:
+    flipping = _cf.weak_reflection_improved_iterator(
+      delta_varphi=p.delta_varphi * math.pi / 180,
+      weak_reflection_fraction=p.weak_reflection_fraction)
+  solving = _solving_iterator(
+    flipping, f,
+    initial_phases_for=initial_phases,
+    normalisations_for=(_cf.amplitude_quasi_normalisations
+                        if p.normalise else None),
+    delta_over_sigma=p.delta_over_sigma,
+    max_solving_iterations=p.max_iterations,
+    max_attempts_to_get_phase_transition=max(1, p.n_starts),
+    max_attempts_to_get_sharp_correlation_map=max(1, p.n_starts),
+    polishing_iterations=p.polishing_iterations,
+    min_cc_peak_height=p.min_cc_peak_height)
+  n_cycles = 0
+  for it in solving:
+    if solving.state is solving.finished:
+      break
+    if n_starts[0] > p.n_starts:
+      break
+    n_cycles += 1
+  notes = ["%s iterator, delta = %.2f sigma, %s" % (
+    p.iterator, p.delta_over_sigma,
+    "E's (quasi-normalised)" if p.normalise else "F's")]
+  solved = bool(solving.f_calc_solutions)
+  if solved:
+    f_calc, shift, cc = solving.f_calc_solutions[0]
+    f_calc = f_calc.common_set(f)
+    fom = cc
+    notes.append("phase transition after %s cycles; correlation-map peak %.3f"
+                 % (", ".join(str(a) for a in solving.attempts), cc))
+    phases = f.phase_transfer(f_calc.common_set(f))
+  else:
+    # no convergence: hand back the last map's phases, in P1
+    fom = 0.0
+    notes.append("no converged start out of %d" % min(n_starts[0], p.n_starts))
+    f_calc = flipping.f_calc
+    phases = None
+  r1 = flipping.r1_factor() if hasattr(flipping, "_g") else None
+  if r1 is not None:
+    notes.append("R1(|F_obs|, |G|) of the last flipping cycle: %.3f" % r1)
+  map_coeffs = f_calc
+  if not solved:
+    map_coeffs = f_calc.customized_copy(
+      data=f_calc.data())  # P1 map, sites go back into f_obs's symmetry
+  xs = pick_sites(map_coeffs, n_sites, scattering_type, params,
+                  crystal_symmetry=f.crystal_symmetry())
+  return PhasingResult(
+    method="charge_flipping", xray_structure=xs, phases=phases, fom=fom,
+    solved_by_own_criterion=solved, n_trials=min(n_starts[0], p.n_starts),
+    time_s=time.time() - t0, notes=notes)
+
+
+# ---------------------------------------------------------------- tangent formula
+
+class triplet_arrays(object):
+  """The triplet phase relations h = k + (h-k) of cctbx.dmtbx as flat numpy
+  arrays (sorted by h), so that all starts are refined at once.
+
+  Reflections 0..n_strong-1 are phased; the rest are weak ones, used only for
+  psi-zero. Only relations with both k and h-k strong are kept."""
+
+  def __init__(self, miller_set, e_values, n_strong,
+               max_relations_per_reflection=0):
+    amplitudes = flex.double(e_values)
+    amplitudes.set_selected(flex.size_t(range(n_strong, len(e_values))), 0)
+    self.generator = dmtbx.triplet_generator(
+      miller_set, amplitudes=amplitudes,
+      max_relations_per_reflection=max_relations_per_reflection,
+      sigma_2_only=False, discard_weights=False)
+    t_den = self.generator.t_den()
+    ih, ik, sk, ihmk, shmk, ht, w = [], [], [], [], [], [], []
+    for h in range(len(e_values)):
+      for r in self.generator.relations_for(h):
+        if r.ik() >= n_strong or r.ihmk() >= n_strong:
+          continue
+        ih.append(h)
+        ik.append(r.ik())
+        sk.append(-1 if r.friedel_flag_k() else 1)
+        ihmk.append(r.ihmk())
+        shmk.append(-1 if r.friedel_flag_hmk() else 1)
+        ht.append(r.ht_sum())
+        w.append(r.weight())
+    self.n_strong = n_strong
+    self.n_reflections = len(e_values)
+    self.ih = np.array(ih, dtype=np.int64)
+    self.ik = np.array(ik, dtype=np.int64)
+    self.sk = np.array(sk, dtype=np.float64)
+    self.ihmk = np.array(ihmk, dtype=np.int64)
+    self.shmk = np.array(shmk, dtype=np.float64)
+    self.ht = 2 * math.pi * np.array(ht, dtype=np.float64) / t_den
+    e = np.asarray(e_values, dtype=np.float64)
+    # E_k E_h-k times the multiplicity of the relation
+    self.ee = np.array(w, dtype=np.float64) * e[self.ik] * e[self.ihmk]
+    self.n_relations = np.bincount(self.ih, minlength=self.n_reflections)
+    self._setup_segments()
+
+  def select_h(self, first, last):
+    """Relations for reflections first..last-1 only (a view for speed)."""
+    sel = (self.ih >= first) & (self.ih < last)
+    result = object.__new__(triplet_arrays)
+    result.__dict__.update(self.__dict__)
+    for name in ("ih", "ik", "sk", "ihmk", "shmk", "ht", "ee"):
+      setattr(result, name, getattr(self, name)[sel])
+    result._setup_segments()
+    return result
+
+  def _setup_segments(self):
+    # relations come sorted by h from the generator: segment starts for
+    # np.add.reduceat, which sums all starts in one call
+    assert (np.diff(self.ih) >= 0).all()
+    self.h_present, self.seg_start = np.unique(self.ih, return_index=True)
+    # exp(i phi_k) is gathered from [u, conj(u)] (Friedel mates take the
+    # conjugate): complex products instead of one exp per relation and start
+    n = self.n_reflections
+    self.jk = self.ik + n * (self.sk < 0)
+    self.jhmk = self.ihmk + n * (self.shmk < 0)
+    self.c = self.ee * np.exp(1j * self.ht)
+
+  def sums(self, phases, weights=None):
+    """B_h = sum_k w_k w_h-k E_k E_h-k exp(i(phi_k + phi_h-k)) for each start
+    (rows of phases, radians); complex array (n_starts, n_reflections).
+    With weights, returns (weighted, unweighted) sums."""
+    u = np.exp(1j * phases)
+    result = self._sums(u)
+    if weights is not None:
+      return self._sums(u * weights), result
+    return result
+
+  def _sums(self, u):
+    uu = np.concatenate([u, u.conj()], axis=1)
+    terms = uu[:, self.jk] * uu[:, self.jhmk]
+    terms *= self.c
+    result = np.zeros(u.shape, dtype=complex)
+    if terms.shape[1]:
+      result[:, self.h_present] = np.add.reduceat(terms, self.seg_start,
+                                                  axis=1)
+    return result
+
+
+def _i1_over_i0(x):
+  return np.array(scitbx.math.bessel_i1_over_i0(flex.double(
+    np.ascontiguousarray(x, dtype=np.float64).ravel()))).reshape(np.shape(x))
+
+
+def normalised_amplitudes(f, reflections_per_bin=150):
+  """E-values (Karle normalisation in resolution shells, epsilon included)."""
+  return f.normalize(
+    reflections_per_bin=min(reflections_per_bin, max(20, f.size() // 4)))
+
+
+class multi_start_tangent_formula(object):
+  """Multi-solution direct methods, all random starts refined together.
+
+  Strong E's are phased by the weighted tangent formula
+    phi_h = arg sum_k w_k w_h-k E_k E_h-k exp(i(phi_k + phi_h-k)),
+  with w = tanh(alpha/2) (MULTAN) and alpha_h = |sum_k kappa_hk exp(i..)|,
+  kappa_hk = 2 |E_h E_k E_h-k| / sqrt(N) (N equal atoms in the cell).
+  Figures of merit (both small for right answers):
+    R_alpha = sum (alpha_h - alpha_est_h)^2 / sum alpha_est_h^2  (SHELXS),
+      alpha_est from the Cochran distribution (Bessel ratio I1/I0);
+    psi_0 = sum_weak |sum_k E_k E_h-k exp(..)| / sum_weak (sum_k |E_k E_h-k|^2)^1/2,
+      the sums for the weakest E's should cancel; this is what rejects the
+      'uranium atom' false solution that the tangent formula likes in P1.
+  CFOM = R_alpha + psi_0.
+  """
+
+  def __init__(self, f, n_sites, params):
+    p = params
+    self.f = f
+    e = normalised_amplitudes(f, p.reflections_per_bin)
+    order = flex.sort_permutation(e.data(), reverse=True)
+    e_sorted = e.data().select(order)
+    n_strong = (e_sorted >= p.e_min).count(True)
+    n_strong = max(min(n_strong, p.max_strong), min(p.min_strong, e.size()))
+    n_weak = min(p.n_weak, max(0, e.size() - n_strong))
+    sel = flex.size_t(list(order[:n_strong]) + list(order[e.size() - n_weak:]))
+    self.e_set = e.select(sel)
+    self.n_strong, self.n_weak = n_strong, n_weak
+    self.e_min_used = e_sorted[n_strong - 1]
+    self.strong = self.e_set.select(flex.size_t(range(n_strong)))
+    self.triplets = triplet_arrays(self.e_set, self.e_set.data(), n_strong,
+                                   p.max_relations_per_reflection)
+    self.strong_triplets = self.triplets.select_h(0, n_strong)
+    self.n_cell = n_sites * f.space_group().order_z()
+    self.kappa_scale = 2.0 / math.sqrt(self.n_cell)
+    tr = self.triplets
+    e_np = np.array(self.e_set.data())
+    self.e_strong = e_np[:n_strong]
+    kappa = self.kappa_scale * e_np[tr.ih] * tr.ee
+    t = _i1_over_i0(kappa)
+    var = np.bincount(tr.ih, weights=kappa**2 * (1 - t**2),
+                      minlength=tr.n_reflections)
+    mean = np.bincount(tr.ih, weights=kappa * t, minlength=tr.n_reflections)
+    self.alpha_est = np.sqrt(var + mean**2)[:n_strong]
+    self.psi0_norm = np.sqrt(np.bincount(
+      tr.ih, weights=tr.ee**2, minlength=tr.n_reflections))[n_strong:].sum()
+    self.centric = np.array(self.strong.centric_flags().data(), dtype=bool)
+    sg = self.strong.space_group()
+    self.theta = np.array([sg.phase_restriction(h).ht_angle()
+                           for h in self.strong.indices()])
+
+  def restrict(self, phi):
+    """Centric phases to the nearer of their two allowed values."""
+    c = self.centric
+    if c.any():
+      phi[:, c] = self.theta[c] + math.pi * np.round(
+        (phi[:, c] - self.theta[c]) / math.pi)
+    return phi
+
+  def random_phases(self, n_starts, rng):
+    phases = np.zeros((n_starts, self.triplets.n_reflections))
+    phases[:, :self.n_strong] = self.restrict(
+      rng.uniform(0, 2 * math.pi, (n_starts, self.n_strong)))
+    return phases
+
+  def alpha(self, b):
+    return self.kappa_scale * self.e_strong * np.abs(b[:, :self.n_strong])
+
+  def refine(self, phases, n_cycles, initial_weight=1.0):
+    n = self.n_strong
+    weights = np.zeros_like(phases)
+    weights[:, :n] = initial_weight
+    for cycle in range(n_cycles):
+      bw, b = self.strong_triplets.sums(phases, weights)
+      phases[:, :n] = self.restrict(np.angle(bw[:, :n]))
+      weights[:, :n] = np.tanh(self.alpha(b) / 2)
+    return phases
+
+  def figures_of_merit(self, phases):
+    """(CFOM, R_alpha, psi_0) for each start."""
+    b = self.triplets.sums(phases)
+    r_alpha = ((self.alpha(b) - self.alpha_est)**2).sum(axis=1) \
+      / (self.alpha_est**2).sum()
+    if self.n_weak and self.psi0_norm > 0:
+      psi0 = np.abs(b[:, self.n_strong:]).sum(axis=1) / self.psi0_norm
+    else:
+      psi0 = np.zeros(phases.shape[0])
+    return r_alpha + psi0, r_alpha, psi0
+
+  def e_map_coefficients(self, phases_one_start):
+    return self.strong.phase_transfer(
+      flex.double(phases_one_start[:self.n_strong]))
+
+
+def tangent_formula(f_obs, n_sites, scattering_type="C", seed=0, params=None):
+  """Random-start weighted tangent formula ranked by the combined figure of
+  merit (see multi_start_tangent_formula); the E-maps of the best few starts
+  are peak-picked and the one whose peaks explain |E_obs| best is kept."""
+  t0 = time.time()
+  params = _params(params)
+  p = params.tangent_formula
+  _seed_everything(seed)
+  f = _prepared_amplitudes(f_obs)
+  dm = multi_start_tangent_formula(f, n_sites, p)
+  rng = np.random.RandomState(seed % 2**32)
+  phases = dm.refine(dm.random_phases(p.n_starts, rng), p.n_cycles,
+                     p.initial_weight)
+  cfom, r_alpha, psi0 = dm.figures_of_merit(phases)
+  ranking = np.argsort(cfom, kind="stable")
+  best = None
+  for i_start in ranking[:max(1, p.n_best_checked)]:
+    xs = pick_sites(dm.e_map_coefficients(phases[i_start]), n_sites,
+                    scattering_type, params,
+                    crystal_symmetry=f.crystal_symmetry())
+    cc = _e_correlation(xs, dm.strong)
+    if best is None or cc > best[0]:
+      best = (cc, i_start, xs)
+  cc, i_start, xs = best
+  notes = [
+    "%d strong E (|E| >= %.2f), %d weak E for psi0, %d triplets" % (
+      dm.n_strong, dm.e_min_used, dm.n_weak, dm.triplets.ih.size),
+    "start %d: CFOM %.3f (R_alpha %.3f, psi0 %.3f), CC(|E|, |E(peaks)|) %.3f"
+    % (i_start, cfom[i_start], r_alpha[i_start], psi0[i_start], cc),
+    "CFOM over %d starts: min %.3f, median %.3f" % (
+      p.n_starts, cfom.min(), np.median(cfom))]
+  return PhasingResult(
+    method="tangent_formula", xray_structure=xs,
+    phases=_model_phases(f, xs), fom=float(cfom[i_start]),
+    solved_by_own_criterion=bool(cfom[i_start] < p.fom_threshold),
+    n_trials=p.n_starts, time_s=time.time() - t0, notes=notes)
+
+
+def _e_correlation(xs, e_obs):
+  """CC between |E_obs| and |F_calc| of the picked sites (as SHELXD ranks)."""
+  fc = e_obs.structure_factors_from_scatterers(
+    xs, algorithm="direct").f_calc()
+  return flex.linear_correlation(
+    e_obs.data(), flex.abs(fc.data())).coefficient()
+
+
+def _model_phases(f, xs):
+  """F_obs on all of f's indices, phased by the picked sites: the E-map only
+  phases the strong reflections."""
+  fc = f.structure_factors_from_scatterers(xs, algorithm="fft").f_calc()
+  return f.phase_transfer(fc)
+
+
+METHODS = {
+  "charge_flipping": charge_flipping,
+  "tangent_formula": tangent_formula,
+}

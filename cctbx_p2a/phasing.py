@@ -1,0 +1,267 @@
+"""The phasing step: F_obs (+ PHIL) -> a result holding an xray.structure.
+
+    import cctbx_p2a
+    result = cctbx_p2a.solve(f_obs)              # a miller.array, F or I
+    result.show()
+    result.xray_structure, result.phases, result.r1, result.cc
+
+The stages, each a module of its own: reflections (checks, French-Wilson,
+merging) -> domain check against the model card -> patterson (the network
+input) -> network (atom map) -> sites (peaks, hand, refinement, completion).
+"""
+from __future__ import annotations
+
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from libtbx.utils import Sorry
+
+from cctbx_p2a import patterson, reflections, sites
+
+# --- composition ----------------------------------------------------------------
+
+_ELEMENT_COUNT = re.compile(r"([A-Z][a-z]?)(\d*)")
+
+
+def parse_composition(text):
+  """'C6N2O2' or 'C6 N2 O2' -> {'C': 6, 'N': 2, 'O': 2} (element order kept)."""
+  from cctbx.eltbx import tiny_pse
+  compact = (text or "").replace(" ", "")
+  if not compact:
+    raise Sorry("Empty composition: give atoms like composition=C6N2O2.")
+  result, pos = {}, 0
+  for m in _ELEMENT_COUNT.finditer(compact):
+    if m.start() != pos:
+      break
+    element, count = m.group(1), m.group(2)
+    try:
+      tiny_pse.table(element)
+    except RuntimeError:
+      raise Sorry("Unknown element %r in composition=%s (write elements like C, N, O, Cl)." % (element, text))
+    n = int(count) if count else 1
+    if n == 0:
+      raise Sorry("Zero count for %s in composition=%s." % (element, text))
+    result[element] = result.get(element, 0) + n
+    pos = m.end()
+  if pos != len(compact):
+    raise Sorry("Cannot read composition=%s at %r: write it like C6N2O2 (element symbols, "
+                "each followed by a count)." % (text, compact[pos:]))
+  return result
+
+
+def elements_for_sites(composition, n_sites):
+  """One element per site, heaviest first (sites are ranked by peak height)."""
+  from cctbx.eltbx import tiny_pse
+  if not composition:
+    return ["C"] * n_sites
+  ordered = sorted(composition.items(), key=lambda kv: -tiny_pse.table(kv[0]).atomic_number())
+  elements = [e for e, n in ordered for _ in range(n)]
+  return (elements + [ordered[-1][0]] * n_sites)[:n_sites]
+
+
+# --- domain of validity ------------------------------------------------------------
+
+def domain_problems(f_obs, model, n_atoms=None):
+  """Ways in which the data lie outside what the model was trained on."""
+  d = model.domain
+  problems = []
+  sg = f_obs.space_group_info()
+  if d.get("space_groups") and str(sg).replace(" ", "") not in [s.replace(" ", "") for s in d["space_groups"]]:
+    problems.append("space group %s: the model was trained on isolated molecules in %s only; "
+                    "the Patterson of a cell holding several symmetry copies has vectors it never saw"
+                    % (sg, ", ".join(d["space_groups"])))
+  d_min = f_obs.d_min()
+  lo, hi = d.get("d_min", [0, 99])
+  if d_min > hi + 0.05:
+    problems.append("resolution %.2f A is lower than the model's range (%.2f-%.2f A)" % (d_min, lo, hi))
+  uc = f_obs.unit_cell()
+  shortest = min(uc.length(v) for v in [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, -1, 0),
+                                         (1, 0, 1), (1, 0, -1), (0, 1, 1), (0, 1, -1)])
+  cell_lo = d.get("cell_edges_A", [0, 0])[0]
+  if shortest < cell_lo - 0.5:
+    problems.append("the shortest lattice translation (%.1f A) is shorter than the model's smallest "
+                    "training cell edge (%.1f A): the molecule's Patterson overlaps its neighbours' "
+                    "(the model needs empty space around one molecule)" % (shortest, cell_lo))
+  if shortest < model.input_box_edge / 2 + 0.5:
+    problems.append("the cell (shortest translation %.1f A) is too small for the model's %.0f A "
+                    "Patterson window" % (shortest, model.input_box_edge))
+  completeness = f_obs.completeness()
+  c_lo = d.get("completeness", [1, 1])[0]
+  if completeness < c_lo - 0.1:
+    problems.append("completeness %.2f is below the model's range (from %.2f)" % (completeness, c_lo))
+  if n_atoms is not None:
+    a_lo, a_hi = d.get("n_atoms", [0, 10 ** 6])
+    if not a_lo <= n_atoms <= a_hi:
+      problems.append("%d atoms is outside the model's range (%d-%d)" % (n_atoms, a_lo, a_hi))
+  return problems
+
+
+# --- the result ---------------------------------------------------------------------
+
+@dataclass
+class Result:
+  """What p2a.solve found, and how well it explains the data."""
+  xray_structure: object
+  phases: object             # miller.array: F_obs * exp(i phi_calc), P1
+  f_calc: object             # miller.array (complex), P1
+  f_obs: object              # the amplitudes used (P1)
+  r1: float
+  cc: float
+  solved: bool
+  n_sites: int
+  n_sites_source: str        # "composition" or "estimated from the atom map"
+  hand_score: float
+  model_name: str
+  atom_map: np.ndarray
+  patterson_grid: np.ndarray
+  voxel: float
+  original_space_group: str
+  notes: list = field(default_factory=list)
+  warnings: list = field(default_factory=list)
+  timings: dict = field(default_factory=dict)
+
+  def show(self, out=sys.stdout):
+    verdict = "SOLVED" if self.solved else "NOT SOLVED"
+    print("cctbx_p2a result: %s  (model %s)" % (verdict, self.model_name), file=out)
+    print("  sites: %d (%s); hand score CC=%.3f" % (self.n_sites, self.n_sites_source, self.hand_score),
+          file=out)
+    print("  R1 = %.4f   CC(|Fo|,|Fc|) = %.4f   over %d reflections to %.2f A" % (
+      self.r1, self.cc, self.f_obs.size(), self.f_obs.d_min()), file=out)
+    if self.original_space_group.replace(" ", "") != "P1":
+      print("  data in %s; structure reported in P1 (return to the space group is not done yet)"
+            % self.original_space_group, file=out)
+    for w in self.warnings:
+      print("  WARNING: %s" % w, file=out)
+    for n in self.notes:
+      print("  note: %s" % n, file=out)
+    print("  time: " + ", ".join("%s %.2f s" % kv for kv in self.timings.items()), file=out)
+    self.xray_structure.show_scatterers(f=out)
+
+  def as_json_dict(self):
+    return {
+      "solved": self.solved, "r1": self.r1, "cc": self.cc, "n_sites": self.n_sites,
+      "n_sites_source": self.n_sites_source, "hand_score": self.hand_score,
+      "model": self.model_name, "space_group_of_data": self.original_space_group,
+      "unit_cell": list(self.xray_structure.unit_cell().parameters()),
+      "sites_frac": [list(sc.site) for sc in self.xray_structure.scatterers()],
+      "labels": [sc.label for sc in self.xray_structure.scatterers()],
+      "u_iso": [sc.u_iso for sc in self.xray_structure.scatterers()],
+      "d_min": self.f_obs.d_min(), "n_reflections": self.f_obs.size(),
+      "warnings": self.warnings, "notes": self.notes, "timings_s": self.timings,
+    }
+
+
+# --- the phasing step -----------------------------------------------------------------
+
+def default_params():
+  from cctbx_p2a import phil
+  return phil.extract("solve", "reflections")
+
+
+def solve(f_obs, params=None, model=None, log=None, **overrides):
+  """Phase `f_obs` (a miller.array of amplitudes or intensities).
+
+  `params`: extracted PHIL of phil/solve.phil + phil/reflections.phil
+  (default_params()); keyword overrides use dotted names with '__' or plain
+  dots in a dict, e.g. solve(f, **{"solve.composition": "C10"}).
+  """
+  from cctbx_p2a import network, phil
+  if params is None:
+    params = phil.extract("solve", "reflections", **overrides)
+  elif overrides:
+    raise Sorry("Give either params or keyword overrides, not both.")
+  timings = {}
+  t = time.time()
+  if model is None:
+    model = network.load(params.solve.model)
+  timings["load_model"] = time.time() - t
+
+  t = time.time()
+  if isinstance(f_obs, reflections.ObservedData):
+    observed = f_obs
+  else:
+    observed = reflections.prepare(f_obs, params.reflections)
+  f_obs = observed.f_obs
+  notes = list(observed.notes)
+  composition = parse_composition(params.solve.composition) if params.solve.composition else None
+  n_from_composition = sum(composition.values()) if composition else None
+  problems = domain_problems(f_obs, model, n_from_composition)
+  warnings = []
+  if problems:
+    text = "; ".join(problems)
+    if not params.solve.force:
+      raise Sorry("The data lie outside what model %r was trained for: %s. Use another model, or "
+                  "solve.force=True to try anyway (the result is then flagged)." % (model.name, text))
+    warnings.append("OUTSIDE THE MODEL'S DOMAIN (force=True): " + text)
+  original_sg = str(f_obs.space_group_info())
+  if f_obs.space_group().order_z() > 1:
+    f_obs = f_obs.expand_to_p1()
+    notes.append("expanded %s data to P1 for the Patterson and the network" % original_sg)
+  timings["reflections"] = time.time() - t
+
+  t = time.time()
+  card_p = model.card.get("patterson", {})
+  d_lo = model.domain.get("d_min", [0, 0])[0]
+  f_patt = f_obs
+  if f_obs.d_min() < d_lo - 0.01:
+    f_patt = f_obs.resolution_filter(d_min=d_lo)
+    notes.append("Patterson input cut at %.2f A, the model's finest training resolution "
+                 "(refinement uses all data to %.2f A)" % (d_lo, f_obs.d_min()))
+  grid = patterson.GridSpec(n=model.card["grid"]["input_n"], voxel=model.voxel)
+  x = patterson.model_input(f_patt, grid, resolution_factor=card_p.get("resolution_factor", 0.25),
+                            sharpening=card_p.get("sharpening", False),
+                            origin_peak_removal=card_p.get("origin_peak_removal", False))
+  timings["patterson"] = time.time() - t
+
+  t = time.time()
+  atom_map = model.predict(x)
+  timings["network"] = time.time() - t
+
+  t = time.time()
+  sp = params.sites
+  peaks, heights = sites.find_peaks(atom_map, model.voxel, threshold=sp.peak_threshold)
+  pairs, centre = sites.inverse_pairs(peaks, heights, tolerance=sp.pair_tolerance)
+  if n_from_composition is not None:
+    n_sites, n_source = n_from_composition, "composition"
+  else:
+    n_sites, n_source = len(pairs) + len(centre), "estimated from the atom map"
+    notes.append("atom count estimated from the atom map: %d (%d inverse pairs + %d at the centre); "
+                 "give composition= to fix it" % (n_sites, len(pairs), len(centre)))
+  if n_sites == 0:
+    raise Sorry("The atom map has no peaks above sites.peak_threshold=%.2f: the network sees no "
+                "molecule in this Patterson (data outside its domain?)." % sp.peak_threshold)
+  pairs = sorted(pairs, key=lambda p: -p[1])[:max(n_sites - len(centre), 0)]
+  element_list = elements_for_sites(composition, n_sites)
+  chosen, hand_score, n_scored = sites.choose_hand(
+    pairs, centre, f_obs, element=element_list[-1], max_reflections=sp.max_reflections,
+    exhaustive_limit=sp.exhaustive_limit, seed=params.solve.seed)
+  notes.append("hand: scored %d choices of %d inverse pairs" % (n_scored, len(pairs)))
+  xs = sites.structure_from_sites(chosen, f_obs.crystal_symmetry(), element_list[:len(chosen)])
+  timings["sites"] = time.time() - t
+
+  t = time.time()
+  rp = params.refinement
+  sites.refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations)
+  if rp.complete and xs.scatterers().size() < n_sites:
+    xs, added = sites.complete(xs, f_obs, n_sites, element=element_list[-1])
+    if added:
+      notes.append("completion added %d atoms from the phased F_obs map" % added)
+      sites.refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations)
+  r1, cc, f_calc = sites.r1_and_cc(f_obs, xs)
+  timings["refinement"] = time.time() - t
+
+  solved = r1 <= params.success.r1_max and cc >= params.success.cc_min and not warnings
+  if warnings and r1 <= params.success.r1_max and cc >= params.success.cc_min:
+    notes.append("R1/CC pass, but the data were outside the model's domain: not marked solved")
+  result = Result(
+    xray_structure=xs, phases=f_obs.phase_transfer(f_calc), f_calc=f_calc, f_obs=f_obs,
+    r1=r1, cc=cc, solved=solved, n_sites=xs.scatterers().size(), n_sites_source=n_source,
+    hand_score=hand_score, model_name=model.name, atom_map=atom_map, patterson_grid=x,
+    voxel=model.voxel, original_space_group=original_sg, notes=notes, warnings=warnings,
+    timings={k: round(v, 3) for k, v in timings.items()})
+  if log is not None:
+    result.show(out=log)
+  return result

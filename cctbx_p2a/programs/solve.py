@@ -1,0 +1,77 @@
+"""p2a.solve: phase a reflection file with the Patterson-to-atoms network."""
+from __future__ import annotations
+
+import cctbx_p2a  # noqa: F401  (import-order fix before torch)
+
+import json
+import os
+import sys
+
+from libtbx.program_template import ProgramTemplate
+from libtbx.utils import Sorry
+
+from cctbx_p2a import phil
+from cctbx_p2a.programs import common
+
+master_phil_str = """
+input {
+  data = None
+    .type = path
+    .help = "Reflection file: MTZ, SHELX .hkl (with .ins/.res), hkl-CIF, scalepack."
+}
+%s
+""" % phil.master_phil_str("reflections", "solve")
+
+
+class Program(ProgramTemplate):
+  program_name = "p2a.solve"
+  description = """
+Ab initio phasing of one small isolated molecule from its Patterson map with a
+trained 3D convolutional network (Hurwitz 2020), then hand choice and
+least-squares refinement with cctbx.
+
+  p2a.solve data.mtz [labels=FP] [composition=C6N2O2] [key=value ...]
+  p2a.solve data.hkl [data.ins]          (SHELX HKLF 4; hklf=3 for amplitudes)
+
+Writes {prefix}.pdb .cif .res .mtz .json .png (prefix = input stem + _p2a).
+"""
+  datatypes = ["phil"]
+  master_phil_str = master_phil_str
+
+  def validate(self):
+    if not self.params.input.data:
+      raise Sorry("No reflection file given: p2a.solve data.mtz (or .hkl, .cif).")
+
+  def run(self):
+    from cctbx_p2a import files, phasing, plots, reflections
+    p = self.params
+    prefix = p.output.prefix or os.path.splitext(os.path.basename(p.input.data))[0] + "_p2a"
+    suffixes = [".pdb", ".cif", ".res", ".mtz", ".json", ".png"]
+    outputs = [prefix + s for s in suffixes]
+    files.check_can_write(outputs, overwrite=p.output.overwrite)
+    observed = reflections.read(p.input.data, p.reflections)
+    observed.show(out=self.logger)
+    self.result = phasing.solve(observed, params=p, log=self.logger)
+    r = self.result
+    files.write_structure(r.xray_structure, prefix)
+    files.write_res(r.xray_structure, prefix + ".res", title="p2a.solve %s" % os.path.basename(p.input.data))
+    files.write_solution_mtz(r.f_obs, r.f_calc, prefix + ".mtz")
+    summary = r.as_json_dict()
+    summary["input"] = os.path.abspath(p.input.data)
+    summary["source"] = observed.source
+    with open(prefix + ".json", "w") as f:
+      json.dump(summary, f, indent=2)
+    plots.solve_figure(r, prefix + ".png")
+    print("\nWrote: %s" % ", ".join(outputs), file=self.logger)
+    self.outputs = outputs
+
+  def get_results(self):
+    return self.result
+
+
+def main(args=None):
+  return common.run(Program, args)
+
+
+if __name__ == "__main__":
+  main()
