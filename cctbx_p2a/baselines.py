@@ -385,6 +385,10 @@ class multi_start_tangent_formula(object):
     return self.kappa_scale * self.e_strong * np.abs(b[:, :self.n_strong])
 
   def refine(self, phases, n_cycles, initial_weight=1.0):
+    """Weighted tangent refinement of all starts (rows of phases, changed in
+    place); returns phases and (cfom, r_alpha, psi0) of the last cycle. (The
+    cycle with the best CFOM is no better: transient, half-refined states
+    score well on psi0.)"""
     n = self.n_strong
     weights = np.zeros_like(phases)
     weights[:, :n] = initial_weight
@@ -392,17 +396,19 @@ class multi_start_tangent_formula(object):
       bw, b = self.strong_triplets.sums(phases, weights)
       phases[:, :n] = self.restrict(np.angle(bw[:, :n]))
       weights[:, :n] = np.tanh(self.alpha(b) / 2)
-    return phases
+    return (phases,) + self.figures_of_merit(phases)
 
   def figures_of_merit(self, phases):
     """(CFOM, R_alpha, psi_0) for each start."""
-    b = self.triplets.sums(phases)
+    return self._figures_of_merit(self.triplets.sums(phases))
+
+  def _figures_of_merit(self, b):
     r_alpha = ((self.alpha(b) - self.alpha_est)**2).sum(axis=1) \
       / (self.alpha_est**2).sum()
     if self.n_weak and self.psi0_norm > 0:
       psi0 = np.abs(b[:, self.n_strong:]).sum(axis=1) / self.psi0_norm
     else:
-      psi0 = np.zeros(phases.shape[0])
+      psi0 = np.zeros(b.shape[0])
     return r_alpha + psi0, r_alpha, psi0
 
   def e_map_coefficients(self, phases_one_start):
@@ -421,9 +427,8 @@ def tangent_formula(f_obs, n_sites, scattering_type="C", seed=0, params=None):
   f = _prepared_amplitudes(f_obs)
   dm = multi_start_tangent_formula(f, n_sites, p)
   rng = np.random.RandomState(seed % 2**32)
-  phases = dm.refine(dm.random_phases(p.n_starts, rng), p.n_cycles,
-                     p.initial_weight)
-  cfom, r_alpha, psi0 = dm.figures_of_merit(phases)
+  phases, cfom, r_alpha, psi0 = dm.refine(
+    dm.random_phases(p.n_starts, rng), p.n_cycles, p.initial_weight)
   ranking = np.argsort(cfom, kind="stable")
   best = None
   for i_start in ranking[:max(1, p.n_best_checked)]:

@@ -157,3 +157,30 @@ def write_solution_mtz(f_obs, f_calc, file_name):
       column.set_label("PHWT")
   mtz.write(file_name)
   return file_name
+
+
+def read_structure(file_name):
+  """xray.structure from PDB, coreCIF or SHELX .res/.ins (a reference model)."""
+  from cctbx import xray
+  if not os.path.isfile(file_name):
+    raise Sorry("Structure file not found: %s" % file_name)
+  ext = os.path.splitext(file_name)[1].lower()
+  try:
+    if ext in (".pdb", ".ent"):
+      import iotbx.pdb
+      xs = iotbx.pdb.input(file_name=file_name).xray_structure_simple()
+    elif ext == ".cif":
+      structures = xray.structure.from_cif(file_path=file_name)
+      xs = list(structures.values())[0] if isinstance(structures, dict) else structures
+    elif ext in (".res", ".ins"):
+      xs = xray.structure.from_shelx(filename=file_name)
+    else:
+      raise Sorry("Cannot read a structure from %s: give a .pdb, .cif or SHELX .res/.ins file."
+                  % file_name)
+  except Sorry:
+    raise
+  except Exception as e:
+    raise Sorry("Could not read a structure from %s (%s: %s)." % (file_name, type(e).__name__, e))
+  if xs is None or xs.scatterers().size() == 0:
+    raise Sorry("No atoms in %s." % file_name)
+  return xs

@@ -45,19 +45,9 @@ class ObservedData(object):
 
 
 def default_params(**overrides):
-  """Extracted reflections parameters; ``overrides`` as in phil.extract.
-
-  Parsed with iotbx.phil because the scope uses the unit_cell and
-  space_group types, which plain libtbx.phil does not know."""
-  import iotbx.phil
+  """Extracted reflections parameters; ``overrides`` as in phil.extract."""
   from cctbx_p2a import phil
-  master = iotbx.phil.parse(phil.master_phil_str("reflections"))
-  if overrides:
-    src = iotbx.phil.parse("\n".join(
-      "%s=%s" % (k, " ".join(str(x) for x in v) if isinstance(v, (list, tuple))
-                 else v) for k, v in overrides.items()))
-    master = master.fetch(source=src)
-  return master.extract().reflections
+  return phil.extract("reflections", **overrides).reflections
 
 
 # --------------------------------------------------------------------------
@@ -80,7 +70,7 @@ def read(file_name, params=None):
   if file_type is None:
     raise Sorry("%s is not a recognised reflection file. Give an MTZ, "
                 "hkl-CIF, scalepack or SHELX .hkl file." % name)
-  symmetry, symmetry_note = _symmetry_from_files(path, file_type, hklf, params)
+  symmetry, symmetry_note, hklf = _symmetry_from_files(path, file_type, hklf, params)
   if file_type == "shelx_hklf":
     reader = _open("%s=hklf%d" % (path, hklf))
   else:
@@ -114,7 +104,7 @@ def read(file_name, params=None):
 
 def _split_hklf_suffix(file_name, hklf):
   """Accept iotbx's "x.hkl=hklf3" / "=amplitudes" convention as well."""
-  if hklf not in (3, 4):
+  if hklf not in (None, 3, 4):
     raise Sorry("hklf=%s is not supported: use hklf=4 (intensities, F^2) or "
                 "hklf=3 (amplitudes, F)." % hklf)
   head, sep, tail = file_name.rpartition("=")
@@ -137,7 +127,8 @@ def _open(path):
 
 def _symmetry_from_files(path, file_type, hklf, params):
   """Crystal symmetry from params.symmetry_file, or for SHELX .hkl from
-  <stem>.ins/.res next to it.  Returns (symmetry or None, note or None)."""
+  <stem>.ins/.res next to it.  Returns (symmetry or None, note or None,
+  hklf): an unset hklf is taken from the .ins HKLF line, else 4."""
   sym_file = params.symmetry_file
   if sym_file is None and file_type == "shelx_hklf":
     stem = os.path.splitext(path)[0]
@@ -146,7 +137,7 @@ def _symmetry_from_files(path, file_type, hklf, params):
         sym_file = stem + ext
         break
   if sym_file is None:
-    return None, None
+    return None, None, 4 if hklf is None else hklf
   if not os.path.isfile(sym_file):
     raise Sorry("symmetry_file not found: %s. Check the path, or give "
                 "unit_cell= and space_group= instead." % sym_file)
@@ -162,12 +153,14 @@ def _symmetry_from_files(path, file_type, hklf, params):
                 "space_group=." % sym_file)
   if file_type == "shelx_hklf":
     code = _shelx_hklf_code(sym_file)
+    if hklf is None:
+      hklf = code if code in (3, 4) else 4
     if code in (3, 4) and code != hklf:
       raise Sorry("%s says HKLF %d but the data are read as HKLF %d. Set "
                   "hklf=%d (or fix the HKLF line)." % (
                     os.path.basename(sym_file), code, hklf, code))
-    return symmetry, "symmetry from %s" % os.path.basename(sym_file)
-  return symmetry, None  # only fills in what the file lacks
+    return symmetry, "symmetry from %s (HKLF %d)" % (os.path.basename(sym_file), hklf), hklf
+  return symmetry, None, 4 if hklf is None else hklf  # only fills in what the file lacks
 
 
 def _shelx_hklf_code(file_name):

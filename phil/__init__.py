@@ -28,7 +28,10 @@ def extract(*names, **overrides):
   master = master_phil(*names)
   if overrides:
     src = iotbx.phil.parse("\n".join("%s=%s" % (k, _phil_value(v)) for k, v in overrides.items()))
-    master = master.fetch(source=src)
+    master, unused = master.fetch(source=src, track_unused_definitions=True)
+    if unused:
+      from libtbx.utils import Sorry
+      raise Sorry("Unknown parameter(s): %s" % ", ".join(u.path for u in unused))
   return master.extract()
 
 

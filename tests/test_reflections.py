@@ -85,17 +85,17 @@ def test_shelx_hkl_with_ins_beside_it(tmp_path, f_p21):
   data = read(hkl)
   assert data.source == "x.hkl:Iobs,SigIobs"
   assert str(data.f_obs.space_group_info()) == "P 1 21 1"
-  assert "symmetry from x.ins" in data.notes
+  assert "symmetry from x.ins (HKLF 4)" in data.notes
   assert data.intensities.size() == f_p21.size()
 
 
 def test_shelx_hkl_res_and_symmetry_file(tmp_path, f_p21):
   hkl = df.write_shelx(tmp_path / "x.hkl", f_p21.f_as_f_sq(), ins=False)
   df.write_ins(tmp_path / "x.res", f_p21.crystal_symmetry())
-  assert "symmetry from x.res" in read(hkl).notes
+  assert "symmetry from x.res (HKLF 4)" in read(hkl).notes
   other = df.write_ins(tmp_path / "model.ins", f_p21.crystal_symmetry())
   data = read(hkl, params(symmetry_file=other))
-  assert "symmetry from model.ins" in data.notes
+  assert "symmetry from model.ins (HKLF 4)" in data.notes
 
 
 def test_shelx_hkl_with_phil_symmetry(tmp_path, f_p21):
@@ -226,7 +226,7 @@ def test_prepare_copies_and_show(f_p21):
 
 def test_default_params():
   p = params(labels="I,SIGI", unit_cell="10 10 10 90 90 90", space_group="P1")
-  assert p.labels == ["I,SIGI"] and p.hklf == 4
+  assert p.labels == ["I,SIGI"] and p.hklf is None
   assert p.intensities_to_amplitudes == "french_wilson"
   assert str(p.space_group) == "P 1"
 
@@ -331,7 +331,8 @@ def test_incompatible_cell_and_space_group(f_p21):
 
 def test_hklf_conflicts(tmp_path, f_p21):
   hkl = df.write_shelx(tmp_path / "x.hkl", f_p21, hklf=3)
-  assert "x.ins says HKLF 3" in sorry(read, hkl)  # read as hklf=4 by default
+  assert read(hkl).f_obs.is_xray_amplitude_array()  # unset hklf: taken from the .ins
+  assert "x.ins says HKLF 3" in sorry(read, hkl, params(hklf=4))
   assert "hklf=5 is not supported" in sorry(read, hkl, params(hklf=5))
 
 

@@ -70,7 +70,7 @@ Writes {prefix}.pdb .cif .res .mtz .json .png (prefix = input stem + _p2a).
 
 
 def main(args=None):
-  return common.run(Program, args)
+  common.run(Program, args)
 
 
 if __name__ == "__main__":

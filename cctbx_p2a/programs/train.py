@@ -52,7 +52,7 @@ Writes <train.output_dir>/<train.name>.pt, .json (model card) and .ckpt.
 
 
 def main(args=None):
-  return common.run(Program, args, data_key=None, symmetry_key=None)
+  common.run(Program, args, data_key=None, symmetry_key=None)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,267 @@
+"""Comparing phasing methods fairly: same data, same scoring, same clock.
+
+Every method gets the same prepared amplitudes and the same composition (the
+number of atoms), and every solution is scored alike: emma matches it to the
+truth allowing origin shifts and the inverse hand; a case is solved when every
+atom lies within `tolerance` A.  Methods:
+
+* ``p2a``: the full phasing step (network, hand, refinement);
+* ``network``: the network's raw read-out scored as in the paper (mean
+  distance of true atoms and inverses to the nearest peak) -- synthetic only;
+* the baselines of cctbx_p2a.baselines (charge flipping, tangent formula).
+
+Cases run in parallel over all cores, one process per core, each with one
+torch thread.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+
+SUITES = {
+  # the paper's case: 10 C atoms, 40 A cubic P1 cell, 2.0 A, no noise
+  "paper": {},
+  # the broader distribution of the realistic model (issue: beyond the simplified case)
+  "realistic": {"n_atoms": [4, 20], "elements": ["C", "N", "O"], "heavy_atom_fraction": 0.3,
+                "u_iso": [0.01, 0.06], "d_min": [1.0, 3.0], "noise": [0.0, 0.1],
+                "completeness": [0.8, 1.0], "random_cell": True, "observation": "intensities"},
+}
+SWEEPABLE = {"d_min": "range", "noise": "range", "completeness": "range", "n_atoms": "range",
+             "cell_edge": "cell"}
+COMPARE_STREAM = 3
+
+
+def synthetic_params(suite, overrides=None):
+  """The `synthetic` scope for a suite, with sweep overrides (name -> value)."""
+  from cctbx_p2a import phil
+  settings = dict(SUITES[suite])
+  for name, value in (overrides or {}).items():
+    if name == "cell_edge":
+      settings["unit_cell"] = [value, value, value, 90, 90, 90]
+      settings["random_cell"] = False
+    elif SWEEPABLE.get(name) == "range":
+      settings[name] = [value, value]
+    else:
+      settings[name] = value
+  return phil.extract("synthetic", **{"synthetic." + k: v for k, v in settings.items()}).synthetic
+
+
+def parse_sweep(text):
+  """'d_min=1.0,1.5,2.0' -> ('d_min', [1.0, 1.5, 2.0])."""
+  from libtbx.utils import Sorry
+  if not text:
+    return None, [None]
+  name, _, values = text.partition("=")
+  name = name.strip()
+  if name not in SWEEPABLE:
+    raise Sorry("Cannot sweep %r: choose one of %s (e.g. sweep=d_min=1.0,1.5,2.0)."
+                % (name, ", ".join(SWEEPABLE)))
+  try:
+    vals = [float(v) for v in values.replace(" ", ",").split(",") if v]
+  except ValueError:
+    raise Sorry("sweep values must be numbers: sweep=%s" % text)
+  if not vals:
+    raise Sorry("No values in sweep=%s (e.g. sweep=d_min=1.0,1.5,2.0)." % text)
+  if name == "n_atoms":
+    vals = [int(v) for v in vals]
+  return name, vals
+
+
+# --- one case, one method (runs in a worker process) -------------------------------
+
+_MODEL = None
+
+
+def _worker_init(model_name):
+  import torch
+  torch.set_num_threads(1)
+  global _MODEL
+  if model_name:
+    from cctbx_p2a import network
+    _MODEL = network.load(model_name)
+
+
+def composition_of(xray_structure):
+  counts = {}
+  for sc in xray_structure.scatterers():
+    counts[sc.scattering_type] = counts.get(sc.scattering_type, 0) + 1
+  return "".join("%s%d" % kv for kv in counts.items())
+
+
+def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, sites_centred=None,
+               solve_params=None):
+  """Run one method on prepared amplitudes and score it against `reference`."""
+  from cctbx_p2a import baselines, evaluation, patterson, phasing, sites
+  t0 = time.time()
+  row = {"method": method}
+  if method == "network":
+    card_p = model.card.get("patterson", {})
+    grid = patterson.GridSpec(n=model.card["grid"]["input_n"], voxel=model.voxel)
+    f = f_obs
+    d_lo = model.domain.get("d_min", [0, 0])[0]
+    if f.d_min() < d_lo - 0.01:
+      f = f.resolution_filter(d_min=d_lo)
+    x = patterson.model_input(f, grid, resolution_factor=card_p.get("resolution_factor", 0.25))
+    y = model.predict(x)
+    row["time_s"] = time.time() - t0
+    score = evaluation.score_read_out(sites_centred, y, model.voxel)
+    d = score["distances"]
+    row.update(solved=score["all_found"], distances=d.tolist(),
+               mean_error_A=float(d[np.isfinite(d)].mean()) if np.isfinite(d).any() else None,
+               n_matched=int(np.sum(d <= tolerance)) // 2, r1=None)
+    return row
+  if method == "p2a":
+    import copy
+    params = copy.deepcopy(solve_params or phasing.default_params())
+    params.solve.composition = composition_of(reference)
+    params.solve.force = True  # the harness measures; out-of-domain is reported by the sweep itself
+    params.solve.seed = seed
+    result = phasing.solve(f_obs, params=params, model=model)
+    xs, r1 = result.xray_structure, result.r1
+  else:
+    if method not in baselines.METHODS:
+      from libtbx.utils import Sorry
+      raise Sorry("Unknown method %r: choose from p2a, network, %s." % (method, ", ".join(baselines.METHODS)))
+    element = reference.scatterers()[0].scattering_type
+    result = baselines.METHODS[method](f_obs, n_sites=n_sites, scattering_type=element, seed=seed)
+    xs = result.xray_structure
+    r1 = sites.r1_and_cc(f_obs, xs)[0] if xs.scatterers().size() else None
+  row["time_s"] = time.time() - t0
+  score = baselines.score_against_reference(reference, xs, tolerance=tolerance)
+  row.update(solved=bool(score["solved"]), n_matched=score["n_matched"], n_reference=score["n_reference"],
+             mean_error_A=score["mean_error_A"], r1=r1)
+  return row
+
+
+def _synthetic_task(task):
+  """Worker: make case k of the suite at one sweep point and run one method."""
+  from cctbx_p2a import reflections, synthetic, train
+  method, suite, overrides, seed, k, tolerance = task
+  params = synthetic_params(suite, overrides)
+  case_seed = train.example_seed(seed, COMPARE_STREAM, k)
+  case = synthetic.make_case(case_seed, params)
+  f_obs = reflections.prepare(case.f_obs, source="synthetic").f_obs
+  row = run_method(method, f_obs, case.xray_structure, case.xray_structure.scatterers().size(),
+                   case_seed, tolerance, model=_MODEL, sites_centred=case.sites_centred)
+  row.update(case=k, point=overrides, n_atoms=case.xray_structure.scatterers().size(),
+             d_min=case.d_min)
+  return row
+
+
+# --- summaries --------------------------------------------------------------------
+
+def summarise(rows):
+  """The numbers per method (and sweep point) that the table and JSON show."""
+  if not rows:
+    return {}
+  errors = [r["mean_error_A"] for r in rows if r.get("mean_error_A") is not None]
+  out = {
+    "cases": len(rows),
+    "success_rate": float(np.mean([r["solved"] for r in rows])),
+    "mean_error_A": float(np.mean(errors)) if errors else None,
+    "median_time_s": float(np.median([r["time_s"] for r in rows])),
+  }
+  if rows[0]["method"] == "network":
+    d = np.concatenate([np.array(r["distances"]) for r in rows])
+    out["mean_error_A"] = float(d[np.isfinite(d)].mean()) if np.isfinite(d).any() else None
+    out["atoms_within_0.5A"] = float(np.mean(d <= 0.5))
+    out["atoms_within_1.0A"] = float(np.mean(d <= 1.0))
+  else:
+    matched = [r["n_matched"] / max(r.get("n_reference") or r.get("n_atoms") or 1, 1) for r in rows]
+    out["atoms_within_0.5A"] = float(np.mean(matched))
+    r1s = [r["r1"] for r in rows if r.get("r1") is not None]
+    out["mean_r1"] = float(np.mean(r1s)) if r1s else None
+  return out
+
+
+def format_table(summaries, parameter=None):
+  """Terminal table: one line per (sweep point, method)."""
+  head = "%-16s %s%6s %8s %10s %10s %9s %10s" % (
+    "method", ("%-10s " % parameter) if parameter else "", "cases", "solved", "mean err A",
+    "atoms<0.5A", "mean R1", "median s")
+  lines = [head, "-" * len(head)]
+  for key, s in summaries:
+    method, value = key
+    lines.append("%-16s %s%6d %7.1f%% %10s %10.3f %9s %10.3f" % (
+      method, ("%-10s " % value) if parameter else "", s["cases"], 100 * s["success_rate"],
+      "%.3f" % s["mean_error_A"] if s.get("mean_error_A") is not None else "-",
+      s["atoms_within_0.5A"], "%.3f" % s["mean_r1"] if s.get("mean_r1") is not None else "-",
+      s["median_time_s"]))
+  return "\n".join(lines)
+
+
+def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, tolerance=0.5, nproc=0,
+                  model_name="default", log=sys.stdout, progress=True):
+  """Run every method on the same seeded cases (at each sweep point)."""
+  import multiprocessing
+  import click
+  parameter, values = parse_sweep(sweep)
+  tasks = []
+  for value in values:
+    overrides = {parameter: value} if parameter else {}
+    for k in range(cases):
+      for m in methods:
+        tasks.append((m, suite, overrides, seed, k, tolerance))
+  needs_model = any(m in ("p2a", "network") for m in methods)
+  nproc = nproc or os.cpu_count() or 1
+  rows = []
+  t0 = time.time()
+  ctx = multiprocessing.get_context("fork")
+  with ctx.Pool(nproc, initializer=_worker_init, initargs=(model_name if needs_model else None,)) as pool:
+    iterator = pool.imap_unordered(_synthetic_task, tasks)
+    if progress:
+      with click.progressbar(iterator, length=len(tasks), label="cases x methods", file=log,
+                             show_eta=True, show_pos=True) as bar:
+        rows = list(bar)
+    else:
+      rows = list(iterator)
+  summaries = []
+  for value in values:
+    for m in methods:
+      sel = [r for r in rows if r["method"] == m and (parameter is None or r["point"][parameter] == value)]
+      summaries.append(((m, value), summarise(sel)))
+  return {"suite": suite, "cases": cases, "seed": seed, "parameter": parameter, "values": values,
+          "methods": list(methods), "tolerance": tolerance, "nproc": nproc,
+          "wall_time_s": time.time() - t0, "summaries": summaries, "rows": rows}
+
+
+def run_on_file(observed, reference, methods, seed=7, tolerance=0.5, model_name="default",
+                solve_params=None):
+  """Every method on one user data set, scored against a known structure."""
+  from cctbx_p2a import network
+  model = network.load(model_name) if any(m in ("p2a",) for m in methods) else None
+  f_obs = observed.f_obs
+  if f_obs.space_group().order_z() > 1:
+    f_obs = f_obs.expand_to_p1()
+    reference = reference.expand_to_p1()
+  rows, summaries = [], []
+  for m in methods:
+    if m == "network":
+      continue  # needs the true centred sites; only in synthetic suites
+    row = run_method(m, f_obs, reference, reference.scatterers().size(), seed, tolerance,
+                     model=model, solve_params=solve_params)
+    rows.append(row)
+    summaries.append(((m, None), summarise([row])))
+  return {"suite": "file", "methods": list(methods), "tolerance": tolerance, "parameter": None,
+          "summaries": summaries, "rows": rows}
+
+
+def as_json(report):
+  """{method: summary, ...} plus per-point entries when swept, and the settings."""
+  out = {"settings": {k: report[k] for k in ("suite", "methods", "tolerance", "parameter") if k in report}}
+  for k in ("cases", "seed", "values", "nproc", "wall_time_s"):
+    if k in report:
+      out["settings"][k] = report[k]
+  for (m, value), s in report["summaries"]:
+    if report.get("parameter"):
+      entry = out.setdefault(m, {"points": []})
+      entry["points"].append(dict(s, **{report["parameter"]: value}))
+    else:
+      out[m] = s
+  if report.get("parameter"):  # overall numbers per method across the sweep
+    for m in report["methods"]:
+      out[m].update(summarise([r for r in report["rows"] if r["method"] == m]))
+  return out

@@ -1,0 +1,67 @@
+"""The network stage: shapes, exact centrosymmetry, and model files with cards."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from libtbx.utils import Sorry
+
+from cctbx_p2a import network
+
+
+@pytest.mark.parametrize("arch,n_in,n_out,channels", [("unet", 32, 24, 4), ("hurwitz2020", 16, 16, 4)])
+def test_output_shape_and_inversion_symmetry(arch, n_in, n_out, channels):
+  torch.manual_seed(0)
+  net = network.build(arch, n_in, n_out, channels).eval()
+  x = torch.randn(2, 1, n_in, n_in, n_in)
+  with torch.no_grad():
+    y = net(x)
+  assert y.shape == (2, 1, n_out, n_out, n_out)
+  assert torch.allclose(y, torch.flip(y, dims=(-3, -2, -1)), atol=1e-6)
+
+
+def test_paper_architecture_size():
+  """The paper's network at its published size: about 1.2 M parameters."""
+  net = network.build("hurwitz2020", 40, 40, 20)
+  assert 1.1e6 < network.count_parameters(net) < 1.3e6
+
+
+def test_bad_geometry_is_a_sorry():
+  with pytest.raises(Sorry):
+    network.build("unet", 30, 24, 8)
+  with pytest.raises(Sorry):
+    network.build("hurwitz2020", 40, 24, 20)
+  with pytest.raises(Sorry):
+    network.build("transformer", 32, 24, 8)
+
+
+def _card():
+  return {"name": "t", "architecture": {"name": "unet", "channels": 4},
+          "grid": {"input_n": 32, "output_n": 24, "voxel": 1.0}, "domain": {}}
+
+
+def test_save_load_round_trip_and_sha256(tmp_path):
+  torch.manual_seed(1)
+  net = network.build("unet", 32, 24, 4)
+  card = network.save(net, str(tmp_path / "m"), _card())
+  assert card["sha256"] == network.sha256_of(str(tmp_path / "m.pt"))
+  assert json.load(open(tmp_path / "m.json"))["sha256"] == card["sha256"]
+  model = network.load(str(tmp_path / "m.pt"))
+  x = np.random.default_rng(0).normal(size=(32, 32, 32)).astype(np.float32)
+  with torch.no_grad():
+    expected = net.eval()(torch.from_numpy(x)[None, None])[0, 0].numpy()
+  assert np.allclose(model.predict(x), expected, atol=1e-6)
+
+
+def test_damaged_weights_are_refused(tmp_path):
+  net = network.build("unet", 32, 24, 4)
+  network.save(net, str(tmp_path / "m"), _card())
+  with open(tmp_path / "m.pt", "ab") as f:
+    f.write(b"junk")
+  with pytest.raises(Sorry, match="sha256"):
+    network.load(str(tmp_path / "m"))
+
+
+def test_missing_model_names_the_shipped_ones():
+  with pytest.raises(Sorry, match="not found"):
+    network.load("no_such_model")
