@@ -15,13 +15,14 @@ SYMMETRY_EXTENSIONS = (".ins", ".res")
 
 
 def file_arguments_as_phil(args, data_key="input.data", symmetry_key="reflections.symmetry_file"):
-  """['x.mtz', 'd_min=2'] -> ['input.data=x.mtz', 'd_min=2']."""
+  """['x.mtz', 'd_min=2'] -> ['input.data=x.mtz', 'd_min=2'].  A data file
+  that does not exist is passed on too, so the reader says it is missing."""
   out = []
   for arg in args:
-    if "=" in arg or arg.startswith("-") or not os.path.isfile(arg):
+    ext = os.path.splitext(arg)[1].lower()
+    if "=" in arg or arg.startswith("-") or not (os.path.isfile(arg) or ext in DATA_EXTENSIONS):
       out.append(arg)
       continue
-    ext = os.path.splitext(arg)[1].lower()
     if ext in SYMMETRY_EXTENSIONS and symmetry_key:
       out.append("%s=%s" % (symmetry_key, arg))
     elif ext in DATA_EXTENSIONS and data_key:

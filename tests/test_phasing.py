@@ -1,0 +1,125 @@
+"""The phasing step end to end, with the shipped model: files in, solved
+structure and phases out, the same from a script, and the refusals."""
+import json
+import os
+import subprocess
+import sys
+
+import gemmi
+import pytest
+from cctbx import xray
+from iotbx.cli_parser import run_program
+from iotbx.reflection_file_reader import any_reflection_file
+from libtbx.utils import Sorry
+
+import cctbx_p2a
+from cctbx_p2a import baselines, files, phasing, reflections
+from cctbx_p2a.programs import common, simulate, solve
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(program, args):
+  return run_program(program_class=program.Program, args=common.file_arguments_as_phil(args),
+                     logger=open(os.devnull, "w"))
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+  """Seeded paper-domain cases as amplitudes, and as intensities with noise in
+  MTZ, SHELX and hkl-CIF."""
+  d = tmp_path_factory.mktemp("cases")
+  run(simulate, ["seed=21", "output.prefix=%s" % (d / "amp")])
+  run(simulate, ["seed=22", "output.prefix=%s" % (d / "int"), "observation=intensities",
+                 "noise=0.02 0.02", "output.shelx=True", "output.hkl_cif=True"])
+  return d
+
+
+def assert_solved(prefix, truth_pdb):
+  summary = json.load(open(prefix + ".json"))
+  assert summary["solved"], summary
+  truth = files.read_structure(truth_pdb)
+  found = files.read_structure(prefix + ".pdb")
+  score = baselines.score_against_reference(truth, found, tolerance=0.5)
+  assert score["solved"] and score["mean_error_A"] < 0.1, score
+  return summary
+
+
+@pytest.mark.parametrize("data", ["amp.mtz", "int.mtz", "int.hkl", "int_hkl.cif"])
+def test_solve_each_file_type(cases, tmp_cwd, data):
+  run(solve, [str(cases / data), "composition=C10", "output.prefix=out"])
+  truth = str(cases / (data.split(".")[0].replace("_hkl", "") + ".pdb"))
+  summary = assert_solved("out", truth)
+  assert summary["n_sites"] == 10 and summary["r1"] < 0.1
+  assert set(summary["timings_s"]) >= {"patterson", "network", "sites", "refinement"}
+
+
+def test_outputs_read_back(cases, tmp_cwd):
+  run(solve, [str(cases / "amp.mtz"), "output.prefix=out"])
+  xs_pdb = files.read_structure("out.pdb")
+  assert files.read_structure("out.cif").scatterers().size() == xs_pdb.scatterers().size()
+  assert xray.structure.from_shelx(filename="out.res").scatterers().size() == xs_pdb.scatterers().size()
+  labels = [a.info().label_string() for a in any_reflection_file("out.mtz").as_miller_arrays()]
+  assert {"FP,SIGFP", "FC,PHIC", "FWT,PHWT"} <= set(labels)
+  mtz = gemmi.read_mtz_file("out.mtz")
+  assert {"FP", "SIGFP", "FC", "PHIC", "FWT", "PHWT"} <= {c.label for c in mtz.columns}
+  assert mtz.nreflections == 16691
+  assert os.path.getsize("out.png") > 10000
+
+
+def test_refuses_to_overwrite(cases, tmp_cwd):
+  args = [str(cases / "amp.mtz"), "output.prefix=out"]
+  run(solve, args)
+  with pytest.raises(Sorry, match="already exists"):
+    run(solve, args)
+  run(solve, args + ["output.overwrite=True"])
+
+
+def test_default_prefix_is_input_stem(cases, tmp_cwd):
+  run(solve, [str(cases / "amp.mtz")])
+  assert os.path.exists("amp_p2a.pdb") and os.path.exists("amp_p2a.json")
+
+
+def test_too_small_cell_is_refused_and_force_flags_it(tmp_cwd):
+  run(simulate, ["seed=3", "unit_cell=22 22 22 90 90 90", "output.prefix=small"])
+  with pytest.raises(Sorry, match="too small|shortest lattice"):
+    run(solve, ["small.mtz"])
+  result = run(solve, ["small.mtz", "force=True", "output.prefix=forced"])
+  assert not result.solved and result.warnings
+  assert "OUTSIDE THE MODEL'S DOMAIN" in json.load(open("forced.json"))["warnings"][0]
+
+
+def test_other_space_group_is_refused():
+  f = reflections.read(os.path.join(REPO, "examples", "paper_case.mtz")).f_obs
+  f21 = f.customized_copy(crystal_symmetry=f.crystal_symmetry().customized_copy(
+    space_group_info=__import__("cctbx.sgtbx").sgtbx.space_group_info("P 21"))).merge_equivalents().array()
+  with pytest.raises(Sorry, match="space group P 1 21 1"):
+    cctbx_p2a.solve(f21)
+
+
+def test_python_api_from_a_script(tmp_cwd):
+  out = subprocess.run([sys.executable, os.path.join(REPO, "examples", "solve_from_script.py")],
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "Matched 10 of 10 true atoms" in out.stdout
+  assert os.path.exists("solved_from_script.pdb")
+
+
+def test_bad_input_on_the_command_line_is_a_clear_message(tmp_cwd):
+  out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "p2a.solve"), "missing.mtz"],
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode != 0
+  assert "Traceback" not in out.stdout + out.stderr
+  assert "missing.mtz" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("text,expected", [("C6N2O2", {"C": 6, "N": 2, "O": 2}),
+                                            ("C10", {"C": 10}), ("C6 H6 Cl", {"C": 6, "H": 6, "Cl": 1})])
+def test_composition_parser(text, expected):
+  assert phasing.parse_composition(text) == expected
+
+
+@pytest.mark.parametrize("text", ["c6", "C6Xx2", "6C", "C0", "C6-N2", ""])
+def test_composition_parser_refuses_nonsense(text):
+  with pytest.raises(Sorry):
+    phasing.parse_composition(text)
