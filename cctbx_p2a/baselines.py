@@ -138,18 +138,23 @@ from smtbx.ab_initio import charge_flipping as _cf
 
 
 class _solving_iterator(_cf.solving_iterator):
-  """smtbx's solving_iterator, with max_solving_iterations kept an int: it is
-  multiplied by 1.5 from the third attempt on and islice refuses floats."""
+  """smtbx's solving_iterator with max_solving_iterations kept an int (it is
+  multiplied by 1.5 from the third attempt on and islice refuses floats) and
+  capped (with many starts the growth would be geometric)."""
+
+  max_iterations_cap = None
 
   def __setattr__(self, name, value):
     if name == "max_solving_iterations":
+      if self.max_iterations_cap is not None:
+        value = min(value, self.max_iterations_cap)
       value = int(value)
     object.__setattr__(self, name, value)
 
 
 def charge_flipping(f_obs, n_sites, scattering_type="C", seed=0, params=None):
   """Charge flipping from random phases until a start converges (phase
-  transition seen and a sharp symmetry-search correlation peak), at most
+  transition seen, then a sharp symmetry-search correlation peak), at most
   n_starts starts. Sites are the n_sites highest peaks of the final map."""
   t0 = time.time()
   params = _params(params)
@@ -168,53 +173,62 @@ def charge_flipping(f_obs, n_sites, scattering_type="C", seed=0, params=None):
     flipping = _cf.weak_reflection_improved_iterator(
       delta_varphi=p.delta_varphi * math.pi / 180,
       weak_reflection_fraction=p.weak_reflection_fraction)
-  solving = _solving_iterator(
-    flipping, f,
-    initial_phases_for=initial_phases,
-    normalisations_for=(_cf.amplitude_quasi_normalisations
-                        if p.normalise else None),
-    delta_over_sigma=p.delta_over_sigma,
-    max_solving_iterations=p.max_iterations,
-    max_attempts_to_get_phase_transition=max(1, p.n_starts),
-    max_attempts_to_get_sharp_correlation_map=max(1, p.n_starts),
-    polishing_iterations=p.polishing_iterations,
-    min_cc_peak_height=p.min_cc_peak_height)
-  n_cycles = 0
-  for it in solving:
-    if solving.state is solving.finished:
+  notes = []
+  while True:
+    # one solving_iterator normally does all the starts; a new one only if
+    # smtbx's symmetry search fails (its LBFGS can raise), which ends it
+    n_left = p.n_starts - n_starts[0]
+    if n_left <= 0:
       break
-    if n_starts[0] > p.n_starts:
-      break
-    n_cycles += 1
-  notes = ["%s iterator, delta = %.2f sigma, %s" % (
+    solving = _solving_iterator(
+      flipping, f,
+      initial_phases_for=initial_phases,
+      normalisations_for=(_cf.amplitude_quasi_normalisations
+                          if p.normalise else None),
+      delta_over_sigma=p.delta_over_sigma,
+      max_iterations_cap=p.max_iterations_cap,
+      max_solving_iterations=p.max_iterations,
+      max_attempts_to_get_phase_transition=n_left,
+      max_attempts_to_get_sharp_correlation_map=n_left,
+      polishing_iterations=p.polishing_iterations,
+      min_cc_peak_height=p.min_cc_peak_height)
+    try:
+      for flipping_state in solving:
+        if solving.state is solving.finished or n_starts[0] > p.n_starts:
+          break
+    except RuntimeError as e:
+      notes.append("start %d: symmetry search failed (%s)"
+                   % (n_starts[0], str(e).splitlines()[0]))
+      solving.f_calc_solutions = []
+      continue
+    break
+  n_trials = min(n_starts[0], p.n_starts)
+  notes.insert(0, "%s iterator, delta = %.2f sigma, on %s" % (
     p.iterator, p.delta_over_sigma,
-    "E's (quasi-normalised)" if p.normalise else "F's")]
+    "quasi-normalised E's" if p.normalise else "F's"))
+  if hasattr(flipping, "_g"):
+    notes.append("R1(|F_obs|, |F(flipped map)|) of the last cycle %.3f"
+                 % flipping.r1_factor())
   solved = bool(solving.f_calc_solutions)
   if solved:
+    # already in f_obs's space group and origin
     f_calc, shift, cc = solving.f_calc_solutions[0]
-    f_calc = f_calc.common_set(f)
-    fom = cc
-    notes.append("phase transition after %s cycles; correlation-map peak %.3f"
-                 % (", ".join(str(a) for a in solving.attempts), cc))
     phases = f.phase_transfer(f_calc.common_set(f))
+    map_coeffs = phases
+    fom = cc
+    notes.append("phase transition after %s cycle(s); correlation-map peak "
+                 "%.3f" % ("+".join(str(a) for a in solving.attempts), cc))
   else:
-    # no convergence: hand back the last map's phases, in P1
-    fom = 0.0
-    notes.append("no converged start out of %d" % min(n_starts[0], p.n_starts))
-    f_calc = flipping.f_calc
+    # the last start's map, in P1: its peaks are only put in f's symmetry
     phases = None
-  r1 = flipping.r1_factor() if hasattr(flipping, "_g") else None
-  if r1 is not None:
-    notes.append("R1(|F_obs|, |G|) of the last flipping cycle: %.3f" % r1)
-  map_coeffs = f_calc
-  if not solved:
-    map_coeffs = f_calc.customized_copy(
-      data=f_calc.data())  # P1 map, sites go back into f_obs's symmetry
+    map_coeffs = flipping.f_calc
+    fom = 0.0
+    notes.append("no start out of %d converged" % n_trials)
   xs = pick_sites(map_coeffs, n_sites, scattering_type, params,
                   crystal_symmetry=f.crystal_symmetry())
   return PhasingResult(
     method="charge_flipping", xray_structure=xs, phases=phases, fom=fom,
-    solved_by_own_criterion=solved, n_trials=min(n_starts[0], p.n_starts),
+    solved_by_own_criterion=solved, n_trials=n_trials,
     time_s=time.time() - t0, notes=notes)
 
 

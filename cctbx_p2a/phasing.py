@@ -244,12 +244,14 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
 
   t = time.time()
   rp = params.refinement
-  sites.refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations)
+  sites.refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
+               max_reflections=rp.max_reflections)
   if rp.complete and xs.scatterers().size() < n_sites:
     xs, added = sites.complete(xs, f_obs, n_sites, element=element_list[-1])
     if added:
       notes.append("completion added %d atoms from the phased F_obs map" % added)
-      sites.refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations)
+      sites.refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
+                   max_reflections=rp.max_reflections)
   r1, cc, f_calc = sites.r1_and_cc(f_obs, xs)
   timings["refinement"] = time.time() - t
 
