@@ -153,9 +153,11 @@ class _solving_iterator(_cf.solving_iterator):
 
 
 def charge_flipping(f_obs, n_sites, scattering_type="C", seed=0, params=None):
-  """Charge flipping from random phases until a start converges (phase
-  transition seen, then a sharp symmetry-search correlation peak), at most
-  n_starts starts. Sites are the n_sites highest peaks of the final map."""
+  """Charge flipping from random phases. A start is accepted as smtbx does
+  (phase transition seen, then a sharp symmetry-search correlation peak);
+  after n_solutions accepted starts (or n_starts starts in all) the one whose
+  n_sites highest peaks best explain |F_obs| (correlation) is kept. Runs
+  cycle through the delta_over_sigma values."""
   t0 = time.time()
   params = _params(params)
   p = params.charge_flipping
@@ -173,19 +175,27 @@ def charge_flipping(f_obs, n_sites, scattering_type="C", seed=0, params=None):
     flipping = _cf.weak_reflection_improved_iterator(
       delta_varphi=p.delta_varphi * math.pi / 180,
       weak_reflection_fraction=p.weak_reflection_fraction)
-  notes = []
-  while True:
-    # one solving_iterator normally does all the starts; a new one only if
-    # smtbx's symmetry search fails (its LBFGS can raise), which ends it
+  deltas = list(p.delta_over_sigma or [1.1])
+  notes = ["%s iterator on %s, delta/sigma %s" % (
+    p.iterator, "quasi-normalised E's" if p.normalise else "F's",
+    " ".join("%.2f" % d for d in deltas))]
+  if p.map_coefficients == "e":
+    map_amplitudes = normalised_amplitudes(f)
+  else:
+    map_amplitudes = f
+  solutions = []
+  i_run = 0
+  while len(solutions) < p.n_solutions and n_starts[0] < p.n_starts:
+    # a run does starts until one is accepted
+    delta = deltas[i_run % len(deltas)]
+    i_run += 1
     n_left = p.n_starts - n_starts[0]
-    if n_left <= 0:
-      break
     solving = _solving_iterator(
       flipping, f,
       initial_phases_for=initial_phases,
       normalisations_for=(_cf.amplitude_quasi_normalisations
                           if p.normalise else None),
-      delta_over_sigma=p.delta_over_sigma,
+      delta_over_sigma=delta,
       max_iterations_cap=p.max_iterations_cap,
       max_solving_iterations=p.max_iterations,
       max_attempts_to_get_phase_transition=n_left,
@@ -197,39 +207,43 @@ def charge_flipping(f_obs, n_sites, scattering_type="C", seed=0, params=None):
         if solving.state is solving.finished or n_starts[0] > p.n_starts:
           break
     except RuntimeError as e:
+      # smtbx's symmetry search (LBFGS) can fail; that run ends there
       notes.append("start %d: symmetry search failed (%s)"
                    % (n_starts[0], str(e).splitlines()[0]))
-      solving.f_calc_solutions = []
       continue
-    break
+    if solving.f_calc_solutions:
+      # already in f_obs's space group and origin
+      f_calc, shift, cc_peak = solving.f_calc_solutions[0]
+      phases = f.phase_transfer(f_calc.common_set(f))
+      xs = pick_sites(map_amplitudes.phase_transfer(phases), n_sites,
+                      scattering_type, params)
+      cc = _amplitude_correlation(xs, f)
+      solutions.append((cc, cc_peak, phases, xs))
+      notes.append(
+        "start %d (delta %.2f sigma): phase transition after %d cycles, "
+        "correlation-map peak %.3f, CC(|F_obs|, |F(peaks)|) %.3f" % (
+          n_starts[0], delta, solving.attempts[-1], cc_peak, cc))
   n_trials = min(n_starts[0], p.n_starts)
-  notes.insert(0, "%s iterator, delta = %.2f sigma, on %s" % (
-    p.iterator, p.delta_over_sigma,
-    "quasi-normalised E's" if p.normalise else "F's"))
-  if hasattr(flipping, "_g"):
-    notes.append("R1(|F_obs|, |F(flipped map)|) of the last cycle %.3f"
-                 % flipping.r1_factor())
-  solved = bool(solving.f_calc_solutions)
-  if solved:
-    # already in f_obs's space group and origin
-    f_calc, shift, cc = solving.f_calc_solutions[0]
-    phases = f.phase_transfer(f_calc.common_set(f))
-    map_coeffs = phases
-    fom = cc
-    notes.append("phase transition after %s cycle(s); correlation-map peak "
-                 "%.3f" % ("+".join(str(a) for a in solving.attempts), cc))
+  if solutions:
+    cc, fom, phases, xs = max(solutions, key=lambda s: s[0])
   else:
     # the last start's map, in P1: its peaks are only put in f's symmetry
-    phases = None
-    map_coeffs = flipping.f_calc
-    fom = 0.0
+    fom, phases = 0.0, None
+    xs = pick_sites(flipping.f_calc, n_sites, scattering_type, params,
+                    crystal_symmetry=f.crystal_symmetry())
     notes.append("no start out of %d converged" % n_trials)
-  xs = pick_sites(map_coeffs, n_sites, scattering_type, params,
-                  crystal_symmetry=f.crystal_symmetry())
   return PhasingResult(
     method="charge_flipping", xray_structure=xs, phases=phases, fom=fom,
-    solved_by_own_criterion=solved, n_trials=n_trials,
+    solved_by_own_criterion=bool(solutions), n_trials=n_trials,
     time_s=time.time() - t0, notes=notes)
+
+
+def _amplitude_correlation(xs, f):
+  """CC between |F_obs| and |F_calc| of a site set: how well the picked atoms
+  explain the data, without knowing the answer."""
+  fc = f.structure_factors_from_scatterers(xs, algorithm="fft").f_calc()
+  return flex.linear_correlation(
+    f.data(), flex.abs(fc.data())).coefficient()
 
 
 # ---------------------------------------------------------------- tangent formula
@@ -449,7 +463,7 @@ def tangent_formula(f_obs, n_sites, scattering_type="C", seed=0, params=None):
     xs = pick_sites(dm.e_map_coefficients(phases[i_start]), n_sites,
                     scattering_type, params,
                     crystal_symmetry=f.crystal_symmetry())
-    cc = _e_correlation(xs, dm.strong)
+    cc = _amplitude_correlation(xs, f)
     if best is None or cc > best[0]:
       best = (cc, i_start, xs)
   cc, i_start, xs = best

@@ -8,6 +8,8 @@ atom lies within `tolerance` A.  Methods:
 * ``p2a``: the full phasing step (network, hand, refinement);
 * ``network``: the network's raw read-out scored as in the paper (mean
   distance of true atoms and inverses to the nearest peak) -- synthetic only;
+* ``random_recycling``: p2a's own refinement and dual-space recycling started
+  from random sites (5 starts) -- the control that shows what the network adds;
 * the baselines of cctbx_p2a.baselines (charge flipping, tangent formula).
 
 Cases run in parallel over all cores, one process per core, each with one
@@ -121,10 +123,14 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
     params.solve.seed = seed
     result = phasing.solve(f_obs, params=params, model=model)
     xs, r1 = result.xray_structure, result.r1
+  elif method == "random_recycling":
+    element = reference.scatterers()[0].scattering_type
+    xs = sites.random_start_recycling(f_obs, n_sites, element=element, seed=seed)
+    r1 = sites.r1_and_cc(f_obs, xs)[0]
   else:
     if method not in baselines.METHODS:
       from libtbx.utils import Sorry
-      raise Sorry("Unknown method %r: choose from p2a, network, %s." % (method, ", ".join(baselines.METHODS)))
+      raise Sorry("Unknown method %r: choose from p2a, network, random_recycling, %s." % (method, ", ".join(baselines.METHODS)))
     element = reference.scatterers()[0].scattering_type
     result = baselines.METHODS[method](f_obs, n_sites=n_sites, scattering_type=element, seed=seed)
     xs = result.xray_structure

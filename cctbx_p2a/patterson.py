@@ -67,7 +67,7 @@ def patterson_synthesis(f_obs, resolution_factor=0.25, sharpening=False,
     symmetry_flags=maptbx.use_space_group_symmetry,
     sharpening=sharpening,
     origin_peak_removal=origin_peak_removal)
-  return pmap.real_map_unpadded(in_place=False).as_numpy_array()
+  return pmap.real_map_unpadded(in_place=True).as_numpy_array()  # pmap is ours alone
 
 
 def interpolate_periodic(cell_map, unit_cell, sites_cart):

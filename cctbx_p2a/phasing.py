@@ -253,6 +253,16 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
       sites.refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
                    max_reflections=rp.max_reflections)
   r1, cc, f_calc = sites.r1_and_cc(f_obs, xs)
+  if rp.recycle_cycles and (r1 > params.success.r1_max or cc < params.success.cc_min):
+    recycled, n_cycles = sites.recycle(xs, f_obs, n_sites, element=element_list[-1],
+                                       max_cycles=rp.recycle_cycles,
+                                       max_reflections=rp.max_reflections)
+    sites.refine(recycled, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
+                 max_reflections=rp.max_reflections)
+    r1_new, cc_new, f_calc_new = sites.r1_and_cc(f_obs, recycled)
+    notes.append("dual-space recycling (%d cycles): R1 %.3f -> %.3f" % (n_cycles, r1, r1_new))
+    if r1_new < r1:
+      xs, r1, cc, f_calc = recycled, r1_new, cc_new, f_calc_new
   timings["refinement"] = time.time() - t
 
   solved = r1 <= params.success.r1_max and cc >= params.success.cc_min and not warnings

@@ -8,6 +8,7 @@ Problems are reported as ``Sorry`` saying what is wrong and how to fix it.
 from __future__ import absolute_import, division, print_function
 
 import io
+import copy
 import os
 import re
 import sys
@@ -44,10 +45,19 @@ class ObservedData(object):
       print("  - %s" % note, file=out)
 
 
+_DEFAULTS = None
+
+
 def default_params(**overrides):
-  """Extracted reflections parameters; ``overrides`` as in phil.extract."""
+  """Extracted reflections parameters; ``overrides`` as in phil.extract.
+  The defaults are parsed once (training prepares thousands of arrays)."""
+  global _DEFAULTS
   from cctbx_p2a import phil
-  return phil.extract("reflections", **overrides).reflections
+  if overrides:
+    return phil.extract("reflections", **overrides).reflections
+  if _DEFAULTS is None:
+    _DEFAULTS = phil.extract("reflections").reflections
+  return copy.deepcopy(_DEFAULTS)
 
 
 # --------------------------------------------------------------------------

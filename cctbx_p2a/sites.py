@@ -289,3 +289,75 @@ def complete(xray_structure, f_obs, n_wanted, element="C", min_distance=1.2):
         label="%s%d" % (element, xray_structure.scatterers().size() + 1),
         site=site_frac, u=0.02, scattering_type=element))
   return xray_structure, added
+
+
+def peaks_as_structure(map_coeffs, n_sites, element="C", u_iso=0.02, min_distance=1.0,
+                       resolution_factor=0.25):
+  """The n_sites highest peaks of the map of `map_coeffs` as an xray.structure
+  (peaks closer than min_distance, symmetry mates included, are merged)."""
+  from cctbx import maptbx, xray
+  from cctbx.array_family import flex
+  fft_map = map_coeffs.fft_map(resolution_factor=resolution_factor,
+                               symmetry_flags=maptbx.use_space_group_symmetry)
+  fft_map.apply_sigma_scaling()
+  peaks = fft_map.peak_search(maptbx.peak_search_parameters(
+    peak_search_level=1, interpolate=True, min_distance_sym_equiv=min_distance,
+    max_clusters=n_sites)).all(max_clusters=n_sites)
+  scatterers = flex.xray_scatterer()
+  for i, site in enumerate(peaks.sites()):
+    scatterers.append(xray.scatterer(label="%s%d" % (element, i + 1), site=site, u=u_iso,
+                                     scattering_type=element))
+  return xray.structure(crystal_symmetry=map_coeffs.crystal_symmetry(), scatterers=scatterers)
+
+
+def recycle(xray_structure, f_obs, n_sites, element="C", max_cycles=12, patience=3,
+            max_reflections=6000):
+  """Dual-space recycling of a partly right model: phase F_obs with the model,
+  take the n_sites highest peaks of the 2mFo-DFc-like map (2|Fo| - k|Fc|), refine
+  the sites briefly, keep the best model by R1.  A model with most atoms right
+  converges in a few cycles; a wrong one does not, and R1 says so."""
+  from cctbx.array_family import flex
+  best = xray_structure.deep_copy_scatterers()
+  best_r1 = r1_and_cc(f_obs, best)[0]
+  current, stall, cycles = best, 0, 0
+  for cycles in range(1, max_cycles + 1):
+    f_calc = f_obs.structure_factors_from_scatterers(current, algorithm="fft").f_calc()
+    fc = abs(f_calc).data()
+    k = flex.sum(f_obs.data() * fc) / max(flex.sum(fc * fc), 1e-30)
+    coeffs = f_obs.customized_copy(data=2 * f_obs.data() - k * fc, sigmas=None).phase_transfer(f_calc)
+    current = peaks_as_structure(coeffs, n_sites, element=element)
+    refine(current, f_obs, cycles=1, max_iterations=10, refine_u_iso=False,
+           max_reflections=max_reflections)
+    r1 = r1_and_cc(f_obs, current)[0]
+    if r1 < best_r1 - 1e-3:
+      best, best_r1, stall = current.deep_copy_scatterers(), r1, 0
+    else:
+      stall += 1
+      if stall >= patience:
+        break
+  return best, cycles
+
+
+def random_start_recycling(f_obs, n_sites, element="C", seed=0, n_starts=5, max_cycles=12,
+                           max_reflections=6000):
+  """The same refinement and recycling as p2a.solve, started from random
+  sites instead of the network's: the control that shows what the network
+  adds.  Keeps the best of n_starts by R1."""
+  from cctbx import xray, crystal
+  from cctbx.array_family import flex
+  rng = np.random.default_rng(seed)
+  cs = crystal.symmetry(unit_cell=f_obs.unit_cell(), space_group_symbol="P 1")
+  best, best_r1 = None, np.inf
+  for _ in range(n_starts):
+    scatterers = flex.xray_scatterer()
+    for i in range(n_sites):
+      scatterers.append(xray.scatterer(label="%s%d" % (element, i + 1), site=tuple(rng.uniform(0, 1, 3)),
+                                       u=0.02, scattering_type=element))
+    xs = xray.structure(crystal_symmetry=cs, scatterers=scatterers)
+    xs, _ = recycle(xs, f_obs, n_sites, element=element, max_cycles=max_cycles,
+                    max_reflections=max_reflections)
+    refine(xs, f_obs, max_reflections=max_reflections)
+    r1 = r1_and_cc(f_obs, xs)[0]
+    if r1 < best_r1:
+      best, best_r1 = xs, r1
+  return best

@@ -88,8 +88,10 @@ def simulated_data(xray_structure, d_min, rng, noise=0.0, completeness=1.0,
   Noise is Gaussian on intensities (sigma = noise*I + noise*mean(I)/100, so
   weak reflections can go negative); completeness drops reflections at random.
   Noise-free amplitudes get SIGF = 1% of F so that every file has sigmas.
+  Structure factors by cctbx's FFT algorithm (relative error ~1e-4 here,
+  far below any noise level, and 5-10x faster than the direct sum).
   """
-  f_calc = xray_structure.structure_factors(d_min=d_min, algorithm="direct").f_calc()
+  f_calc = xray_structure.structure_factors(d_min=d_min, algorithm="fft").f_calc()
   f = f_calc.amplitudes()
   if completeness < 1:
     keep = flex.bool(rng.uniform(size=f.size()) < completeness)
