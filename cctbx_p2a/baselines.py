@@ -1,19 +1,23 @@
 """Conventional ab initio phasing: the baselines the network is compared with.
 
-Each method gets the same input as the network (merged amplitudes and the
-number of atoms to place) and its best honest settings (phil/baselines.phil):
+Each method gets what the network gets (merged amplitudes and the number of
+atoms to place) and its best honest settings (phil/baselines.phil); neither
+ever sees the answer:
 
-  charge_flipping          smtbx.ab_initio.charge_flipping, several starts
-  tangent_formula          multi-solution direct methods written here on top
-                           of cctbx.dmtbx.triplet_generator (cctbx only ships
-                           the building blocks)
+  charge_flipping   smtbx.ab_initio.charge_flipping from several random
+                    starts; of the accepted starts, the one whose peaks best
+                    explain |F_obs| is kept
+  tangent_formula   multi-solution direct methods (weighted tangent formula
+                    from random starts, combined figure of merit), written
+                    here on top of cctbx.dmtbx.triplet_generator since cctbx
+                    ships only the building blocks
 
-Both return a PhasingResult. score_against_reference() is the common yardstick
-(emma, origin shifts and the inverse hand allowed).
+Both return a PhasingResult; score_against_reference() is the yardstick for
+all methods, the network included (emma: origin shifts and hand allowed).
+Every function takes the extracted `baselines` PHIL scope as params.
 """
 from __future__ import absolute_import, division, print_function
 
-import io
 import math
 import random
 import sys
@@ -21,17 +25,22 @@ import time
 
 import numpy as np
 
-from cctbx import euclidean_model_matching as emma
 from cctbx import dmtbx
+from cctbx import euclidean_model_matching as emma
 from cctbx import maptbx
-from cctbx import miller
 from cctbx import xray
 from cctbx.array_family import flex
 import scitbx.math
+from smtbx.ab_initio import charge_flipping as _cf
 
 
 class PhasingResult(object):
-  """What every baseline returns, so the comparison harness treats all alike."""
+  """What every baseline returns, so the comparison harness treats all alike.
+
+  xray_structure: n_sites peaks in f_obs's crystal symmetry; phases: F_obs
+  (same indices) times exp(i phi) of the solution, or None; fom: the method's
+  own figure of merit; solved_by_own_criterion: what the method would report
+  to a user who does not know the answer; n_trials: random starts used."""
 
   def __init__(self, method, xray_structure, phases=None, fom=0.0,
                solved_by_own_criterion=False, n_trials=0, time_s=0.0,
@@ -46,11 +55,12 @@ class PhasingResult(object):
     self.notes = list(notes or [])
 
   def show(self, out=sys.stdout):
-    print("%s: %s by its own criterion, fom %.4f, %d trial(s), %.2f s" % (
-      self.method, "solved" if self.solved_by_own_criterion else "NOT solved",
-      self.fom, self.n_trials, self.time_s), file=out)
-    print("  %d sites picked" % self.xray_structure.scatterers().size(),
-          file=out)
+    print("%s: %s by its own criterion, fom %.3f, %d start(s), %.2f s, "
+          "%d sites" % (
+            self.method,
+            "solved" if self.solved_by_own_criterion else "NOT solved",
+            self.fom, self.n_trials, self.time_s,
+            self.xray_structure.scatterers().size()), file=out)
     for note in self.notes:
       print("  " + note, file=out)
 
@@ -63,14 +73,15 @@ def _params(params):
 
 
 def _seed_everything(seed):
-  """All three generators: smtbx and random_structure use flex and random."""
+  """smtbx draws from flex, random_structure from random: seed all three."""
   random.seed(seed)
   np.random.seed(seed % 2**32)
   flex.set_random_seed(seed)
 
 
 def _prepared_amplitudes(f_obs):
-  """Merged, non-anomalous amplitudes without systematic absences."""
+  """Merged, non-anomalous amplitudes in the asymmetric unit, without
+  systematic absences: what both methods expect."""
   assert f_obs.is_real_array(), "f_obs must hold amplitudes"
   f = f_obs
   if f.is_xray_intensity_array():
@@ -79,16 +90,17 @@ def _prepared_amplitudes(f_obs):
   if not f.is_unique_set_under_symmetry():
     f = f.merge_equivalents().array()
   f = f.eliminate_sys_absent().map_to_asu()
-  f = f.select(f.d_spacings().data() > 0)
-  f = f.customized_copy(data=flex.abs(f.data()))
+  f = f.select(f.indices() != (0, 0, 0))
+  f = f.customized_copy(data=flex.abs(f.data()), sigmas=None)
   f.set_observation_type_xray_amplitude()
   return f
 
 
 def pick_sites(map_coeffs, n_sites, scattering_type="C", params=None,
                crystal_symmetry=None):
-  """The n_sites highest peaks of the map of map_coeffs as an xray.structure
-  (sharing peaks found near symmetry mates: cluster distance from PHIL)."""
+  """The n_sites highest peaks of the map of map_coeffs as an xray.structure;
+  peaks closer than peak_search.min_distance (symmetry included) count as
+  one."""
   ps = _params(params).peak_search
   if crystal_symmetry is None:
     crystal_symmetry = map_coeffs.crystal_symmetry()
@@ -106,13 +118,21 @@ def pick_sites(map_coeffs, n_sites, scattering_type="C", params=None,
     scatterers.append(xray.scatterer(
       label="%s%d" % (scattering_type, i + 1), site=site, u=ps.u_iso,
       scattering_type=scattering_type))
-  return xray.structure(
-    crystal_symmetry=crystal_symmetry, scatterers=scatterers)
+  return xray.structure(crystal_symmetry=crystal_symmetry,
+                        scatterers=scatterers)
+
+
+def amplitude_correlation(xs, f):
+  """CC(|F_obs|, |F_calc(sites)|): how well picked atoms explain the data,
+  without knowing the answer (SHELXD ranks trials the same way)."""
+  fc = f.structure_factors_from_scatterers(xs, algorithm="fft").f_calc()
+  return flex.linear_correlation(
+    f.data(), flex.abs(fc.data())).coefficient()
 
 
 def score_against_reference(reference_xs, found_xs, tolerance=0.5):
-  """How many reference atoms a solution places within tolerance, after the
-  best origin shift and hand (emma); solved means all of them."""
+  """How many reference atoms a solution places within tolerance (A) after
+  the best allowed origin shift and hand (emma); solved = all of them."""
   n_ref = reference_xs.scatterers().size()
   result = dict(n_matched=0, n_reference=n_ref, mean_error_A=None,
                 solved=False, rms=None)
@@ -122,7 +142,7 @@ def score_against_reference(reference_xs, found_xs, tolerance=0.5):
     reference_xs.as_emma_model(), found_xs.as_emma_model(),
     tolerance=tolerance,
     break_if_match_with_no_singles=False).refined_matches
-  if not matches:
+  if not matches or not matches[0].pairs:
     return result
   m = matches[0]
   result["n_matched"] = len(m.pairs)
@@ -132,15 +152,12 @@ def score_against_reference(reference_xs, found_xs, tolerance=0.5):
   return result
 
 
-# ---------------------------------------------------------------- charge flipping
-
-from smtbx.ab_initio import charge_flipping as _cf
-
+# ------------------------------------------------------------ charge flipping
 
 class _solving_iterator(_cf.solving_iterator):
   """smtbx's solving_iterator with max_solving_iterations kept an int (it is
-  multiplied by 1.5 from the third attempt on and islice refuses floats) and
-  capped (with many starts the growth would be geometric)."""
+  multiplied by 1.5 from the third attempt on and islice refuses floats,
+  Python 3) and capped (over many starts that growth is geometric)."""
 
   max_iterations_cap = None
 
@@ -154,10 +171,12 @@ class _solving_iterator(_cf.solving_iterator):
 
 def charge_flipping(f_obs, n_sites, scattering_type="C", seed=0, params=None):
   """Charge flipping from random phases. A start is accepted as smtbx does
-  (phase transition seen, then a sharp symmetry-search correlation peak);
-  after n_solutions accepted starts (or n_starts starts in all) the one whose
-  n_sites highest peaks best explain |F_obs| (correlation) is kept. Runs
-  cycle through the delta_over_sigma values."""
+  (phase transition in the map skewness, then a sharp symmetry-search
+  correlation peak). After n_solutions accepted starts (or n_starts starts in
+  all) the one whose n_sites highest peaks best explain |F_obs| is kept
+  (smtbx accepts some wrong maps, and even maps of random amplitudes).
+  fom: that correlation, CC(|F_obs|, |F(peaks)|); solved by its own
+  criterion: accepted by smtbx and fom >= min_cc."""
   t0 = time.time()
   params = _params(params)
   p = params.charge_flipping
@@ -175,21 +194,18 @@ def charge_flipping(f_obs, n_sites, scattering_type="C", seed=0, params=None):
     flipping = _cf.weak_reflection_improved_iterator(
       delta_varphi=p.delta_varphi * math.pi / 180,
       weak_reflection_fraction=p.weak_reflection_fraction)
-  deltas = list(p.delta_over_sigma or [1.1])
+  deltas = list(p.delta_over_sigma or [1.0])
   notes = ["%s iterator on %s, delta/sigma %s" % (
     p.iterator, "quasi-normalised E's" if p.normalise else "F's",
     " ".join("%.2f" % d for d in deltas))]
-  if p.map_coefficients == "e":
-    map_amplitudes = normalised_amplitudes(f)
-  else:
-    map_amplitudes = f
   solutions = []
   i_run = 0
-  while len(solutions) < p.n_solutions and n_starts[0] < p.n_starts:
-    # a run does starts until one is accepted
+  max_starts = max(1, p.n_starts)
+  while len(solutions) < p.n_solutions and n_starts[0] < max_starts:
+    # one run: starts until one is accepted; runs cycle through the deltas
     delta = deltas[i_run % len(deltas)]
     i_run += 1
-    n_left = p.n_starts - n_starts[0]
+    n_left = max_starts - n_starts[0]
     solving = _solving_iterator(
       flipping, f,
       initial_phases_for=initial_phases,
@@ -204,10 +220,11 @@ def charge_flipping(f_obs, n_sites, scattering_type="C", seed=0, params=None):
       min_cc_peak_height=p.min_cc_peak_height)
     try:
       for flipping_state in solving:
-        if solving.state is solving.finished or n_starts[0] > p.n_starts:
+        if solving.state is solving.finished or n_starts[0] > max_starts:
           break
     except RuntimeError as e:
-      # smtbx's symmetry search (LBFGS) can fail; that run ends there
+      # smtbx's symmetry search (an LBFGS shift refinement) can fail; the
+      # run cannot go on, the next one starts afresh
       notes.append("start %d: symmetry search failed (%s)"
                    % (n_starts[0], str(e).splitlines()[0]))
       continue
@@ -215,107 +232,100 @@ def charge_flipping(f_obs, n_sites, scattering_type="C", seed=0, params=None):
       # already in f_obs's space group and origin
       f_calc, shift, cc_peak = solving.f_calc_solutions[0]
       phases = f.phase_transfer(f_calc.common_set(f))
-      xs = pick_sites(map_amplitudes.phase_transfer(phases), n_sites,
-                      scattering_type, params)
-      cc = _amplitude_correlation(xs, f)
+      xs = pick_sites(phases, n_sites, scattering_type, params)
+      cc = amplitude_correlation(xs, f)
       solutions.append((cc, cc_peak, phases, xs))
       notes.append(
         "start %d (delta %.2f sigma): phase transition after %d cycles, "
         "correlation-map peak %.3f, CC(|F_obs|, |F(peaks)|) %.3f" % (
           n_starts[0], delta, solving.attempts[-1], cc_peak, cc))
-  n_trials = min(n_starts[0], p.n_starts)
+  n_trials = min(n_starts[0], max_starts)
   if solutions:
-    cc, fom, phases, xs = max(solutions, key=lambda s: s[0])
+    cc, cc_peak, phases, xs = max(solutions, key=lambda s: s[0])
+    if len(solutions) > 1:
+      notes.append("kept the solution with CC %.3f" % cc)
   else:
-    # the last start's map, in P1: its peaks are only put in f's symmetry
-    fom, phases = 0.0, None
+    # the last start's map is in P1: its peaks are only put in f's symmetry
+    cc, phases = 0.0, None
     xs = pick_sites(flipping.f_calc, n_sites, scattering_type, params,
                     crystal_symmetry=f.crystal_symmetry())
-    notes.append("no start out of %d converged" % n_trials)
+    notes.append("no start out of %d was accepted" % n_trials)
   return PhasingResult(
-    method="charge_flipping", xray_structure=xs, phases=phases, fom=fom,
-    solved_by_own_criterion=bool(solutions), n_trials=n_trials,
-    time_s=time.time() - t0, notes=notes)
+    method="charge_flipping", xray_structure=xs, phases=phases, fom=cc,
+    solved_by_own_criterion=bool(solutions) and cc >= params.min_cc,
+    n_trials=n_trials, time_s=time.time() - t0, notes=notes)
 
 
-def _amplitude_correlation(xs, f):
-  """CC between |F_obs| and |F_calc| of a site set: how well the picked atoms
-  explain the data, without knowing the answer."""
-  fc = f.structure_factors_from_scatterers(xs, algorithm="fft").f_calc()
-  return flex.linear_correlation(
-    f.data(), flex.abs(fc.data())).coefficient()
-
-
-# ---------------------------------------------------------------- tangent formula
+# ------------------------------------------------------------ tangent formula
 
 class triplet_arrays(object):
   """The triplet phase relations h = k + (h-k) of cctbx.dmtbx as flat numpy
-  arrays (sorted by h), so that all starts are refined at once.
+  arrays sorted by h, so that all random starts are refined at once.
 
-  Reflections 0..n_strong-1 are phased; the rest are weak ones, used only for
-  psi-zero. Only relations with both k and h-k strong are kept."""
+  Reflections 0..n_strong-1 of miller_set are phased; the others are weak
+  ones, used only for psi-zero. Relations are kept only when both k and h-k
+  are strong."""
+
+  _per_relation = ("ih", "ik", "sk", "ihmk", "shmk", "ht", "ee")
 
   def __init__(self, miller_set, e_values, n_strong,
                max_relations_per_reflection=0):
-    amplitudes = flex.double(e_values)
-    amplitudes.set_selected(flex.size_t(range(n_strong, len(e_values))), 0)
-    self.generator = dmtbx.triplet_generator(
+    # weak E's as zero: the generator's truncation then keeps strong pairs
+    amplitudes = e_values.deep_copy()
+    amplitudes.set_selected(flex.size_t_range(n_strong, e_values.size()), 0)
+    generator = dmtbx.triplet_generator(
       miller_set, amplitudes=amplitudes,
       max_relations_per_reflection=max_relations_per_reflection,
       sigma_2_only=False, discard_weights=False)
-    t_den = self.generator.t_den()
-    ih, ik, sk, ihmk, shmk, ht, w = [], [], [], [], [], [], []
-    for h in range(len(e_values)):
-      for r in self.generator.relations_for(h):
-        if r.ik() >= n_strong or r.ihmk() >= n_strong:
-          continue
-        ih.append(h)
-        ik.append(r.ik())
-        sk.append(-1 if r.friedel_flag_k() else 1)
-        ihmk.append(r.ihmk())
-        shmk.append(-1 if r.friedel_flag_hmk() else 1)
-        ht.append(r.ht_sum())
-        w.append(r.weight())
+    t_den = generator.t_den()
+    rows = []
+    for h in range(e_values.size()):
+      for r in generator.relations_for(h):
+        if r.ik() < n_strong and r.ihmk() < n_strong:
+          rows.append((h, r.ik(), -1 if r.friedel_flag_k() else 1,
+                       r.ihmk(), -1 if r.friedel_flag_hmk() else 1,
+                       r.ht_sum(), r.weight()))
+    rows = np.array(rows, dtype=np.float64).reshape(-1, 7)
     self.n_strong = n_strong
-    self.n_reflections = len(e_values)
-    self.ih = np.array(ih, dtype=np.int64)
-    self.ik = np.array(ik, dtype=np.int64)
-    self.sk = np.array(sk, dtype=np.float64)
-    self.ihmk = np.array(ihmk, dtype=np.int64)
-    self.shmk = np.array(shmk, dtype=np.float64)
-    self.ht = 2 * math.pi * np.array(ht, dtype=np.float64) / t_den
-    e = np.asarray(e_values, dtype=np.float64)
+    self.n_reflections = e_values.size()
+    self.ih, self.ik, self.ihmk = [rows[:, i].astype(np.int64)
+                                   for i in (0, 1, 3)]
+    self.sk, self.shmk = rows[:, 2], rows[:, 4]
+    # phase shift of symmetry-equivalent indices
+    self.ht = 2 * math.pi * rows[:, 5] / t_den
     # E_k E_h-k times the multiplicity of the relation
-    self.ee = np.array(w, dtype=np.float64) * e[self.ik] * e[self.ihmk]
-    self.n_relations = np.bincount(self.ih, minlength=self.n_reflections)
-    self._setup_segments()
+    e = e_values.as_numpy_array()
+    self.ee = rows[:, 6] * e[self.ik] * e[self.ihmk]
+    self._setup()
 
   def select_h(self, first, last):
-    """Relations for reflections first..last-1 only (a view for speed)."""
+    """The relations of reflections first..last-1 only."""
     sel = (self.ih >= first) & (self.ih < last)
     result = object.__new__(triplet_arrays)
     result.__dict__.update(self.__dict__)
-    for name in ("ih", "ik", "sk", "ihmk", "shmk", "ht", "ee"):
+    for name in self._per_relation:
       setattr(result, name, getattr(self, name)[sel])
-    result._setup_segments()
+    result._setup()
     return result
 
-  def _setup_segments(self):
-    # relations come sorted by h from the generator: segment starts for
-    # np.add.reduceat, which sums all starts in one call
+  def _setup(self):
+    # segment starts for np.add.reduceat (relations are sorted by h)
     assert (np.diff(self.ih) >= 0).all()
     self.h_present, self.seg_start = np.unique(self.ih, return_index=True)
-    # exp(i phi_k) is gathered from [u, conj(u)] (Friedel mates take the
-    # conjugate): complex products instead of one exp per relation and start
+    # exp(i phi) gathered from [u, conj(u)], Friedel mates taking the
+    # conjugate: products instead of one exp() per relation and start
     n = self.n_reflections
     self.jk = self.ik + n * (self.sk < 0)
     self.jhmk = self.ihmk + n * (self.shmk < 0)
     self.c = self.ee * np.exp(1j * self.ht)
 
+  def size(self):
+    return self.ih.size
+
   def sums(self, phases, weights=None):
     """B_h = sum_k w_k w_h-k E_k E_h-k exp(i(phi_k + phi_h-k)) for each start
-    (rows of phases, radians); complex array (n_starts, n_reflections).
-    With weights, returns (weighted, unweighted) sums."""
+    (rows of phases, radians): complex, shape (n_starts, n_reflections).
+    With weights, (weighted, unweighted) sums."""
     u = np.exp(1j * phases)
     result = self._sums(u)
     if weights is not None:
@@ -334,12 +344,12 @@ class triplet_arrays(object):
 
 
 def _i1_over_i0(x):
-  return np.array(scitbx.math.bessel_i1_over_i0(flex.double(
-    np.ascontiguousarray(x, dtype=np.float64).ravel()))).reshape(np.shape(x))
+  return scitbx.math.bessel_i1_over_i0(
+    flex.double(np.ascontiguousarray(x, dtype=np.float64))).as_numpy_array()
 
 
 def normalised_amplitudes(f, reflections_per_bin=150):
-  """E-values (Karle normalisation in resolution shells, epsilon included)."""
+  """E-values: Karle normalisation in resolution shells, epsilon included."""
   return f.normalize(
     reflections_per_bin=min(reflections_per_bin, max(20, f.size() // 4)))
 
@@ -348,49 +358,48 @@ class multi_start_tangent_formula(object):
   """Multi-solution direct methods, all random starts refined together.
 
   Strong E's are phased by the weighted tangent formula
-    phi_h = arg sum_k w_k w_h-k E_k E_h-k exp(i(phi_k + phi_h-k)),
-  with w = tanh(alpha/2) (MULTAN) and alpha_h = |sum_k kappa_hk exp(i..)|,
-  kappa_hk = 2 |E_h E_k E_h-k| / sqrt(N) (N equal atoms in the cell).
-  Figures of merit (both small for right answers):
-    R_alpha = sum (alpha_h - alpha_est_h)^2 / sum alpha_est_h^2  (SHELXS),
-      alpha_est from the Cochran distribution (Bessel ratio I1/I0);
-    psi_0 = sum_weak |sum_k E_k E_h-k exp(..)| / sum_weak (sum_k |E_k E_h-k|^2)^1/2,
-      the sums for the weakest E's should cancel; this is what rejects the
-      'uranium atom' false solution that the tangent formula likes in P1.
-  CFOM = R_alpha + psi_0.
+    phi_h = arg sum_k w_k w_h-k E_k E_h-k exp(i(phi_k + phi_h-k))
+  with w = tanh(alpha/2) (MULTAN), alpha_h = |sum_k kappa_hk exp(i ...)| and
+  kappa_hk = 2 |E_h E_k E_h-k| / sqrt(N) for N equal atoms in the cell.
+  Figures of merit, both small for right answers:
+    R_alpha = sum (alpha_h - alpha_est_h)^2 / sum alpha_est_h^2 (SHELXS),
+      alpha_est from the Cochran distribution (I1/I0 Bessel ratio);
+    psi_0 = sum_weak |sum_k E_k E_h-k exp(..)|
+            / sum_weak (sum_k (E_k E_h-k)^2)^1/2
+      (sums that should cancel for the weakest E's); it is what rejects the
+      over-consistent 'uranium atom' phase sets the tangent formula likes.
+  CFOM = R_alpha + psi_0. Correct sets score about 1-1.7, false ones > 2.
   """
 
   def __init__(self, f, n_sites, params):
     p = params
-    self.f = f
     e = normalised_amplitudes(f, p.reflections_per_bin)
     order = flex.sort_permutation(e.data(), reverse=True)
     e_sorted = e.data().select(order)
     n_strong = (e_sorted >= p.e_min).count(True)
     n_strong = max(min(n_strong, p.max_strong), min(p.min_strong, e.size()))
     n_weak = min(p.n_weak, max(0, e.size() - n_strong))
-    sel = flex.size_t(list(order[:n_strong]) + list(order[e.size() - n_weak:]))
-    self.e_set = e.select(sel)
+    self.e_set = e.select(order[:n_strong].concatenate(
+      order[e.size() - n_weak:]))
     self.n_strong, self.n_weak = n_strong, n_weak
     self.e_min_used = e_sorted[n_strong - 1]
-    self.strong = self.e_set.select(flex.size_t(range(n_strong)))
+    self.strong = self.e_set.select(flex.size_t_range(n_strong))
     self.triplets = triplet_arrays(self.e_set, self.e_set.data(), n_strong,
                                    p.max_relations_per_reflection)
     self.strong_triplets = self.triplets.select_h(0, n_strong)
-    self.n_cell = n_sites * f.space_group().order_z()
-    self.kappa_scale = 2.0 / math.sqrt(self.n_cell)
+    self.kappa_scale = 2.0 / math.sqrt(n_sites * f.space_group().order_z())
     tr = self.triplets
-    e_np = np.array(self.e_set.data())
+    e_np = self.e_set.data().as_numpy_array()
     self.e_strong = e_np[:n_strong]
     kappa = self.kappa_scale * e_np[tr.ih] * tr.ee
     t = _i1_over_i0(kappa)
-    var = np.bincount(tr.ih, weights=kappa**2 * (1 - t**2),
-                      minlength=tr.n_reflections)
-    mean = np.bincount(tr.ih, weights=kappa * t, minlength=tr.n_reflections)
+    n_refl = tr.n_reflections
+    var = np.bincount(tr.ih, weights=kappa**2 * (1 - t**2), minlength=n_refl)
+    mean = np.bincount(tr.ih, weights=kappa * t, minlength=n_refl)
     self.alpha_est = np.sqrt(var + mean**2)[:n_strong]
     self.psi0_norm = np.sqrt(np.bincount(
-      tr.ih, weights=tr.ee**2, minlength=tr.n_reflections))[n_strong:].sum()
-    self.centric = np.array(self.strong.centric_flags().data(), dtype=bool)
+      tr.ih, weights=tr.ee**2, minlength=n_refl))[n_strong:].sum()
+    self.centric = self.strong.centric_flags().data().as_numpy_array()
     sg = self.strong.space_group()
     self.theta = np.array([sg.phase_restriction(h).ht_angle()
                            for h in self.strong.indices()])
@@ -412,14 +421,15 @@ class multi_start_tangent_formula(object):
   def alpha(self, b):
     return self.kappa_scale * self.e_strong * np.abs(b[:, :self.n_strong])
 
-  def refine(self, phases, n_cycles, initial_weight=1.0):
+  def refine(self, phases, n_cycles):
     """Weighted tangent refinement of all starts (rows of phases, changed in
-    place); returns phases and (cfom, r_alpha, psi0) of the last cycle. (The
-    cycle with the best CFOM is no better: transient, half-refined states
-    score well on psi0.)"""
+    place). Returns phases, CFOM, R_alpha, psi_0 after the last cycle. Few
+    cycles: the tangent formula slowly drifts from right answers to the
+    uranium-atom solution; keeping each start's best-CFOM cycle instead is
+    worse (half-refined sets score well on psi_0)."""
     n = self.n_strong
     weights = np.zeros_like(phases)
-    weights[:, :n] = initial_weight
+    weights[:, :n] = 1
     for cycle in range(n_cycles):
       bw, b = self.strong_triplets.sums(phases, weights)
       phases[:, :n] = self.restrict(np.angle(bw[:, :n]))
@@ -428,9 +438,7 @@ class multi_start_tangent_formula(object):
 
   def figures_of_merit(self, phases):
     """(CFOM, R_alpha, psi_0) for each start."""
-    return self._figures_of_merit(self.triplets.sums(phases))
-
-  def _figures_of_merit(self, b):
+    b = self.triplets.sums(phases)
     r_alpha = ((self.alpha(b) - self.alpha_est)**2).sum(axis=1) \
       / (self.alpha_est**2).sum()
     if self.n_weak and self.psi0_norm > 0:
@@ -446,8 +454,11 @@ class multi_start_tangent_formula(object):
 
 def tangent_formula(f_obs, n_sites, scattering_type="C", seed=0, params=None):
   """Random-start weighted tangent formula ranked by the combined figure of
-  merit (see multi_start_tangent_formula); the E-maps of the best few starts
-  are peak-picked and the one whose peaks explain |E_obs| best is kept."""
+  merit (multi_start_tangent_formula). The E-maps of the n_best_checked best
+  distinct starts are peak-picked; the peaks that best explain |F_obs| win.
+  phases: F_obs with the phases of those peaks (the E-map phases only the
+  strong reflections). fom: the CFOM; solved by its own criterion: CFOM
+  below fom_threshold and CC(|F_obs|, |F(peaks)|) >= min_cc."""
   t0 = time.time()
   params = _params(params)
   p = params.tangent_formula
@@ -456,44 +467,38 @@ def tangent_formula(f_obs, n_sites, scattering_type="C", seed=0, params=None):
   dm = multi_start_tangent_formula(f, n_sites, p)
   rng = np.random.RandomState(seed % 2**32)
   phases, cfom, r_alpha, psi0 = dm.refine(
-    dm.random_phases(p.n_starts, rng), p.n_cycles, p.initial_weight)
-  ranking = np.argsort(cfom, kind="stable")
-  best = None
-  for i_start in ranking[:max(1, p.n_best_checked)]:
+    dm.random_phases(p.n_starts, rng), p.n_cycles)
+  best, seen = None, []
+  for i_start in np.argsort(cfom, kind="stable"):
+    if len(seen) >= max(1, p.n_best_checked):
+      break
+    if any(abs(cfom[i_start] - c) < 1e-4 for c in seen):
+      continue  # the same phase set again (up to origin and hand)
+    seen.append(cfom[i_start])
     xs = pick_sites(dm.e_map_coefficients(phases[i_start]), n_sites,
                     scattering_type, params,
                     crystal_symmetry=f.crystal_symmetry())
-    cc = _amplitude_correlation(xs, f)
+    cc = amplitude_correlation(xs, f)
     if best is None or cc > best[0]:
       best = (cc, i_start, xs)
   cc, i_start, xs = best
+  solved = bool(cfom[i_start] < p.fom_threshold and cc >= params.min_cc)
   notes = [
-    "%d strong E (|E| >= %.2f), %d weak E for psi0, %d triplets" % (
-      dm.n_strong, dm.e_min_used, dm.n_weak, dm.triplets.ih.size),
-    "start %d: CFOM %.3f (R_alpha %.3f, psi0 %.3f), CC(|E|, |E(peaks)|) %.3f"
-    % (i_start, cfom[i_start], r_alpha[i_start], psi0[i_start], cc),
-    "CFOM over %d starts: min %.3f, median %.3f" % (
-      p.n_starts, cfom.min(), np.median(cfom))]
+    "%d strong E (|E| >= %.2f), %d weak E for psi0, %d triplets, "
+    "%d cycles" % (dm.n_strong, dm.e_min_used, dm.n_weak,
+                   dm.triplets.size(), p.n_cycles),
+    "start %d: CFOM %.3f (R_alpha %.3f, psi0 %.3f), "
+    "CC(|F_obs|, |F(peaks)|) %.3f" % (
+      i_start, cfom[i_start], r_alpha[i_start], psi0[i_start], cc),
+    "CFOM of the %d starts: min %.3f, median %.3f, %d below %.2f" % (
+      p.n_starts, cfom.min(), np.median(cfom),
+      (cfom < p.fom_threshold).sum(), p.fom_threshold)]
+  fc = f.structure_factors_from_scatterers(xs, algorithm="fft").f_calc()
   return PhasingResult(
     method="tangent_formula", xray_structure=xs,
-    phases=_model_phases(f, xs), fom=float(cfom[i_start]),
-    solved_by_own_criterion=bool(cfom[i_start] < p.fom_threshold),
-    n_trials=p.n_starts, time_s=time.time() - t0, notes=notes)
-
-
-def _e_correlation(xs, e_obs):
-  """CC between |E_obs| and |F_calc| of the picked sites (as SHELXD ranks)."""
-  fc = e_obs.structure_factors_from_scatterers(
-    xs, algorithm="direct").f_calc()
-  return flex.linear_correlation(
-    e_obs.data(), flex.abs(fc.data())).coefficient()
-
-
-def _model_phases(f, xs):
-  """F_obs on all of f's indices, phased by the picked sites: the E-map only
-  phases the strong reflections."""
-  fc = f.structure_factors_from_scatterers(xs, algorithm="fft").f_calc()
-  return f.phase_transfer(fc)
+    phases=f.phase_transfer(fc), fom=float(cfom[i_start]),
+    solved_by_own_criterion=solved, n_trials=p.n_starts,
+    time_s=time.time() - t0, notes=notes)
 
 
 METHODS = {

@@ -8,18 +8,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def _pyplot():
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
+def _figure(**kwargs):
+  """A Figure drawn by the Agg canvas: no pyplot, no screen, quicker to import."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+  fig = Figure(**kwargs)
+  FigureCanvasAgg(fig)
+  return fig
 
 
 def solve_figure(result, file_name):
   """Central sections of the Patterson input and the predicted atom map, and
   the final sites projected down z (Cartesian, about the centroid)."""
-  plt = _pyplot()
-  fig, axes = plt.subplots(1, 3, figsize=(13, 4.3))
+  fig = _figure(figsize=(13, 4.3))
+  axes = fig.subplots(1, 3)
   p = result.patterson_grid
   a = result.atom_map
   n_in, n_out, v = p.shape[0], a.shape[0], result.voxel
@@ -35,29 +37,28 @@ def solve_figure(result, file_name):
   if len(cart):
     cart = cart - cart.mean(axis=0)
     axes[1].scatter(cart[:, 0], cart[:, 1], s=40, facecolors="none", edgecolors="cyan",
-                    label="chosen hand, refined")
+                    label="final sites, centroid at 0")
     axes[1].legend(loc="upper right", fontsize=7)
     axes[2].scatter(cart[:, 0], cart[:, 1], c=cart[:, 2], cmap="coolwarm", s=80, edgecolors="k")
     for sc, c in zip(xs.scatterers(), cart):
       axes[2].annotate(sc.label, (c[0], c[1]), fontsize=7, xytext=(3, 3), textcoords="offset points")
   axes[2].set_aspect("equal")
-  axes[2].set_title("Final sites (x, y; colour = z)  R1=%.3f CC=%.3f" % (result.r1, result.cc))
+  axes[2].set_title("Final sites (colour = z)\nR1 = %.3f, CC = %.3f" % (result.r1, result.cc))
   for ax in axes:
     ax.set_xlabel("x (A)")
     ax.set_ylabel("y (A)")
   fig.suptitle("cctbx_p2a: %s" % ("solved" if result.solved else "NOT solved"))
   fig.tight_layout()
   fig.savefig(file_name, dpi=90)
-  plt.close(fig)
   return file_name
 
 
 def sweep_figure(rows, parameter, file_name, methods=None):
   """Success rate and time per case versus a swept parameter, one line per method.
   `rows`: dicts with 'method', parameter, 'success_rate', 'median_time_s'."""
-  plt = _pyplot()
   methods = methods or sorted({r["method"] for r in rows})
-  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+  fig = _figure(figsize=(10, 4))
+  ax1, ax2 = fig.subplots(1, 2)
   for m in methods:
     pts = sorted((r[parameter], r["success_rate"], r["median_time_s"]) for r in rows if r["method"] == m)
     if not pts:
@@ -74,14 +75,13 @@ def sweep_figure(rows, parameter, file_name, methods=None):
   ax1.legend()
   fig.tight_layout()
   fig.savefig(file_name, dpi=90)
-  plt.close(fig)
   return file_name
 
 
 def loss_curves(histories, file_name, title="Training loss"):
   """Validation (and training) loss versus step for several runs: {label: history}."""
-  plt = _pyplot()
-  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  fig = _figure(figsize=(6.5, 4.2))
+  ax = fig.subplots()
   for label, history in histories.items():
     steps = [h["step"] for h in history if h.get("validation_loss") is not None]
     val = [h["validation_loss"] for h in history if h.get("validation_loss") is not None]
@@ -96,5 +96,4 @@ def loss_curves(histories, file_name, title="Training loss"):
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(file_name, dpi=90)
-  plt.close(fig)
   return file_name
