@@ -32,7 +32,7 @@ from torch import nn
 from libtbx.utils import Sorry
 
 MODELS_DIR = os.path.join(os.path.dirname(__file__), "models")
-DEFAULT_MODEL = "default"
+DEFAULT_MODEL = "paper"   # what model=default means: the shipped model trained on the paper's case
 
 
 def symmetrise(y):
@@ -183,7 +183,9 @@ def save(net, path_stem, card):
 
 def resolve_model_path(name_or_path):
   """'default', a shipped model name, or a path to a .pt/.json -> path stem."""
-  name = name_or_path or DEFAULT_MODEL
+  name = name_or_path or "default"
+  if name == "default":
+    name = DEFAULT_MODEL
   if name.endswith(".pt") or name.endswith(".json"):
     stem = name[:-3] if name.endswith(".pt") else name[:-5]
   elif os.path.exists(name + ".pt"):

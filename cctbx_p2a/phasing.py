@@ -62,6 +62,18 @@ def elements_for_sites(composition, n_sites):
   return (elements + [ordered[-1][0]] * n_sites)[:n_sites]
 
 
+def atom_count(n_from_composition, model, pairs, centre):
+  """How many atoms to place: the composition when given; else the model's
+  own atom count when it was trained on one count only; else one atom per
+  inverse pair of peaks (plus centre peaks) -- an estimate, said as such."""
+  if n_from_composition is not None:
+    return n_from_composition, "composition"
+  lo, hi = model.domain.get("n_atoms", [0, 0])
+  if lo == hi and lo > 0:
+    return lo, "from the model's domain (trained on %d-atom molecules only)" % lo
+  return len(pairs) + len(centre), "estimated from the atom map"
+
+
 # --- domain of validity ------------------------------------------------------------
 
 def domain_problems(f_obs, model, n_atoms=None):
@@ -224,12 +236,10 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
   sp = params.sites
   peaks, heights = sites.find_peaks(atom_map, model.voxel, threshold=sp.peak_threshold)
   pairs, centre = sites.inverse_pairs(peaks, heights, tolerance=sp.pair_tolerance)
-  if n_from_composition is not None:
-    n_sites, n_source = n_from_composition, "composition"
-  else:
-    n_sites, n_source = len(pairs) + len(centre), "estimated from the atom map"
-    notes.append("atom count estimated from the atom map: %d (%d inverse pairs + %d at the centre); "
-                 "give composition= to fix it" % (n_sites, len(pairs), len(centre)))
+  n_sites, n_source = atom_count(n_from_composition, model, pairs, centre)
+  if n_source != "composition":
+    notes.append("atom count %d %s (the map shows %d inverse pairs + %d at the centre); "
+                 "give composition= to set it" % (n_sites, n_source, len(pairs), len(centre)))
   if n_sites == 0:
     raise Sorry("The atom map has no peaks above sites.peak_threshold=%.2f: the network sees no "
                 "molecule in this Patterson (data outside its domain?)." % sp.peak_threshold)

@@ -123,3 +123,22 @@ def test_composition_parser(text, expected):
 def test_composition_parser_refuses_nonsense(text):
   with pytest.raises(Sorry):
     phasing.parse_composition(text)
+
+
+class _FakeModel:
+  def __init__(self, n_atoms):
+    self.domain = {"n_atoms": n_atoms}
+
+
+def test_atom_count_comes_from_composition_model_or_map():
+  pairs, centre = [(None, 1)] * 7, [(None, 1)]
+  assert phasing.atom_count(12, _FakeModel([10, 10]), pairs, centre) == (12, "composition")
+  n, source = phasing.atom_count(None, _FakeModel([10, 10]), pairs, centre)
+  assert n == 10 and "model's domain" in source
+  n, source = phasing.atom_count(None, _FakeModel([4, 20]), pairs, centre)
+  assert n == 8 and "estimated" in source
+
+
+def test_composition_outside_the_domain_is_refused(cases):
+  with pytest.raises(Sorry, match="atoms is outside"):
+    cctbx_p2a.solve(reflections.read(str(cases / "amp.mtz")).f_obs, **{"solve.composition": "C14"})
