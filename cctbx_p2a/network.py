@@ -213,3 +213,23 @@ def load(name_or_path=None, check_sha256=True):
   net = build(arch["name"], blob["grid"]["input_n"], blob["grid"]["output_n"], arch["channels"])
   net.load_state_dict(blob["state_dict"])
   return Model(net, card, path=stem + ".pt")
+
+
+def install(path_stem, name, models_dir=MODELS_DIR):
+  """Copy a trained model (<stem>.pt + card) into the package's models folder
+  under `name`, so that solve.model=<name> finds it.  The card keeps its
+  training record; its name and file entries are updated and the sha256
+  checked."""
+  import shutil
+  source = resolve_model_path(path_stem)
+  with open(source + ".json") as f:
+    card = json.load(f)
+  if card.get("sha256") != sha256_of(source + ".pt"):
+    raise Sorry("%s.pt does not match its card's sha256; not installing it." % source)
+  target = os.path.join(models_dir, name)
+  shutil.copyfile(source + ".pt", target + ".pt")
+  card["name"] = name
+  card["weights_file"] = name + ".pt"
+  with open(target + ".json", "w") as f:
+    json.dump(card, f, indent=2)
+  return target

@@ -12,14 +12,7 @@ from libtbx.utils import Sorry
 from cctbx_p2a import phil
 from cctbx_p2a.programs import common
 
-master_phil_str = """
-input {
-  data = None
-    .type = path
-    .help = "Optional reflection file; scored against compare.reference."
-}
-%s
-""" % phil.master_phil_str("compare", "reflections")
+master_phil_str = phil.master_phil_str("input", "compare", "reflections")
 
 
 class Program(ProgramTemplate):

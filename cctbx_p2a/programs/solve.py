@@ -13,14 +13,7 @@ from libtbx.utils import Sorry
 from cctbx_p2a import phil
 from cctbx_p2a.programs import common
 
-master_phil_str = """
-input {
-  data = None
-    .type = path
-    .help = "Reflection file: MTZ, SHELX .hkl (with .ins/.res), hkl-CIF, scalepack."
-}
-%s
-""" % phil.master_phil_str("reflections", "solve")
+master_phil_str = phil.master_phil_str("input", "reflections", "solve")
 
 
 class Program(ProgramTemplate):
@@ -31,7 +24,7 @@ trained 3D convolutional network (Hurwitz 2020), then hand choice and
 least-squares refinement with cctbx.
 
   p2a.solve data.mtz [labels=FP] [composition=C6N2O2] [key=value ...]
-  p2a.solve data.hkl [data.ins]          (SHELX HKLF 4; hklf=3 for amplitudes)
+  p2a.solve data.hkl [data.ins]          (SHELX; HKLF 3 or 4 read from the .ins)
 
 Writes {prefix}.pdb .cif .res .mtz .json .png (prefix = input stem + _p2a).
 """
