@@ -75,15 +75,18 @@ def parse_sweep(text):
 # --- one case, one method (runs in a worker process) -------------------------------
 
 _MODEL = None
+_BASELINES = None
 
 
-def _worker_init(model_name):
+def _worker_init(model_name, baselines_params=None):
+  """Per process: one torch thread, the model loaded once, the baselines' settings."""
   import torch
   torch.set_num_threads(1)
-  global _MODEL
+  global _MODEL, _BASELINES
   if model_name:
     from cctbx_p2a import network
     _MODEL = network.load(model_name)
+  _BASELINES = baselines_params
 
 
 def composition_of(xray_structure):
@@ -94,7 +97,7 @@ def composition_of(xray_structure):
 
 
 def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, sites_centred=None,
-               solve_params=None):
+               solve_params=None, baselines_params=None):
   """Run one method on prepared amplitudes and score it against `reference`."""
   from cctbx_p2a import baselines, evaluation, patterson, phasing, sites
   t0 = time.time()
@@ -132,7 +135,8 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
       from libtbx.utils import Sorry
       raise Sorry("Unknown method %r: choose from p2a, network, random_recycling, %s." % (method, ", ".join(baselines.METHODS)))
     element = reference.scatterers()[0].scattering_type
-    result = baselines.METHODS[method](f_obs, n_sites=n_sites, scattering_type=element, seed=seed)
+    result = baselines.METHODS[method](f_obs, n_sites=n_sites, scattering_type=element, seed=seed,
+                                       params=baselines_params)
     xs = result.xray_structure
     r1 = sites.r1_and_cc(f_obs, xs)[0] if xs.scatterers().size() else None
   row["time_s"] = time.time() - t0
@@ -151,7 +155,8 @@ def _synthetic_task(task):
   case = synthetic.make_case(case_seed, params)
   f_obs = reflections.prepare(case.f_obs, source="synthetic").f_obs
   row = run_method(method, f_obs, case.xray_structure, case.xray_structure.scatterers().size(),
-                   case_seed, tolerance, model=_MODEL, sites_centred=case.sites_centred)
+                   case_seed, tolerance, model=_MODEL, sites_centred=case.sites_centred,
+                   baselines_params=_BASELINES)
   row.update(case=k, point=overrides, n_atoms=case.xray_structure.scatterers().size(),
              d_min=case.d_min)
   return row
@@ -200,7 +205,7 @@ def format_table(summaries, parameter=None):
 
 
 def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, tolerance=0.5, nproc=0,
-                  model_name="default", log=sys.stdout, progress=True):
+                  model_name="default", log=sys.stdout, progress=True, baselines_params=None):
   """Run every method on the same seeded cases (at each sweep point)."""
   import multiprocessing
   import click
@@ -216,7 +221,8 @@ def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, toleranc
   rows = []
   t0 = time.time()
   ctx = multiprocessing.get_context("fork")
-  with ctx.Pool(nproc, initializer=_worker_init, initargs=(model_name if needs_model else None,)) as pool:
+  with ctx.Pool(nproc, initializer=_worker_init,
+                initargs=(model_name if needs_model else None, baselines_params)) as pool:
     iterator = pool.imap_unordered(_synthetic_task, tasks)
     if progress:
       with click.progressbar(iterator, length=len(tasks), label="cases x methods", file=log,
@@ -235,7 +241,7 @@ def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, toleranc
 
 
 def run_on_file(observed, reference, methods, seed=7, tolerance=0.5, model_name="default",
-                solve_params=None):
+                solve_params=None, baselines_params=None):
   """Every method on one user data set, scored against a known structure."""
   from cctbx_p2a import network
   model = network.load(model_name) if any(m in ("p2a",) for m in methods) else None
@@ -248,7 +254,7 @@ def run_on_file(observed, reference, methods, seed=7, tolerance=0.5, model_name=
     if m == "network":
       continue  # needs the true centred sites; only in synthetic suites
     row = run_method(m, f_obs, reference, reference.scatterers().size(), seed, tolerance,
-                     model=model, solve_params=solve_params)
+                     model=model, solve_params=solve_params, baselines_params=baselines_params)
     rows.append(row)
     summaries.append(((m, None), summarise([row])))
   return {"suite": "file", "methods": list(methods), "tolerance": tolerance, "parameter": None,

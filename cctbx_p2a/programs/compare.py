@@ -12,7 +12,7 @@ from libtbx.utils import Sorry
 from cctbx_p2a import phil
 from cctbx_p2a.programs import common
 
-master_phil_str = phil.master_phil_str("input", "compare", "reflections")
+master_phil_str = phil.master_phil_str("input", "compare", "reflections", "baselines")
 
 
 class Program(ProgramTemplate):
@@ -51,11 +51,13 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
       observed.show(out=self.logger)
       reference = files.read_structure(c.reference)
       report = compare.run_on_file(observed, reference, c.methods, seed=c.seed,
-                                   tolerance=c.tolerance, model_name=c.model)
+                                   tolerance=c.tolerance, model_name=c.model,
+                                   baselines_params=p.baselines)
     else:
       report = compare.run_synthetic(c.methods, suite=c.suite, cases=c.cases, seed=c.seed,
                                      sweep=c.sweep, tolerance=c.tolerance, nproc=c.nproc,
-                                     model_name=c.model, log=self.logger)
+                                     model_name=c.model, log=self.logger,
+                                     baselines_params=p.baselines)
     print("\n" + compare.format_table(report["summaries"], report["parameter"]), file=self.logger)
     self.report = compare.as_json(report)
     with open(prefix + ".json", "w") as f:
