@@ -85,8 +85,9 @@ def simulated_data(xray_structure, d_min, rng, noise=0.0, completeness=1.0,
                    observation="amplitudes"):
   """Simulated observations of a structure: F,SIGF or I,SIGI (miller.array).
 
-  Noise is Gaussian on intensities (sigma = noise*I + noise*mean(I)/100, so
-  weak reflections can go negative); completeness drops reflections at random.
+  Noise is Gaussian on intensities (sigma = noise*I + noise*mean(I)/20: a
+  counting-statistics-like floor, so weak reflections can go negative);
+  completeness drops reflections at random.
   Noise-free amplitudes get SIGF = 1% of F so that every file has sigmas.
   Structure factors by cctbx's FFT algorithm (relative error ~1e-4 here,
   far below any noise level, and 5-10x faster than the direct sum).
@@ -99,7 +100,7 @@ def simulated_data(xray_structure, d_min, rng, noise=0.0, completeness=1.0,
   i_true = f.data() * f.data()
   if noise > 0:
     i_np = i_true.as_numpy_array()
-    sig = noise * i_np + noise * i_np.mean() / 100.0
+    sig = noise * i_np + noise * i_np.mean() / 20.0
     i_obs = i_np + rng.normal(size=i_np.size) * sig
     intensities = f.customized_copy(data=flex.double(i_obs), sigmas=flex.double(sig))
   else:

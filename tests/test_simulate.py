@@ -123,9 +123,10 @@ def test_shelx_and_hkl_cif_read_back(amplitudes_run):
     assert f.unit_cell().is_similar_to(uctbx.unit_cell((40, 40, 40, 90, 90, 90)))
     for h, (v, s) in by_index(f).items():
       assert v == pytest.approx(ref[h][0], rel=1e-5, abs=1e-5), name
-  # the .ins says HKLF 3: read as intensities it is refused, not misread
+  # the .ins says HKLF 3: without hklf= it is read as amplitudes, with hklf=4 refused, not misread
+  assert reflections.read(str(folder / "p2a_sim.hkl")).f_obs.size() == len(ref)
   with pytest.raises(Sorry, match="HKLF 3"):
-    reflections.read(str(folder / "p2a_sim.hkl"))
+    reflections.read(str(folder / "p2a_sim.hkl"), reflections.default_params(**{"reflections.hklf": 4}))
 
 
 def test_intensities_with_noise_all_formats(tmp_path):
