@@ -92,7 +92,7 @@ def loss_curves(histories, file_name, title="Training loss"):
   ax.set_yscale("log")
   ax.set_xlabel("step")
   ax.set_ylabel("per-voxel MSE")
-  ax.set_title(title)
+  ax.set_title(title, fontsize=9)
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(file_name, dpi=90)

@@ -65,3 +65,21 @@ def test_damaged_weights_are_refused(tmp_path):
 def test_missing_model_names_the_shipped_ones():
   with pytest.raises(Sorry, match="not found"):
     network.load("no_such_model")
+
+
+def test_shipped_model_loads_with_a_complete_card_and_finds_the_atoms():
+  """The default model ships in the package, its weights match the card's
+  sha256 (load() checks it), and it solves a fixed simulated case."""
+  import cctbx_p2a
+  from cctbx_p2a import baselines, phil, synthetic
+  model = cctbx_p2a.load_model()
+  assert model.card["sha256"] == network.sha256_of(model.path)
+  for key in ("architecture", "grid", "training_data", "domain", "metrics", "hardware",
+              "wall_time_s", "versions"):
+    assert key in model.card, key
+  assert model.card["training_data"]["seed"] is not None
+  case = synthetic.make_case(1234, phil.extract("synthetic").synthetic)
+  result = cctbx_p2a.solve(case.f_obs, model=model, **{"solve.composition": "C10"})
+  assert result.solved
+  score = baselines.score_against_reference(case.xray_structure, result.xray_structure)
+  assert score["solved"] and score["mean_error_A"] < 0.05
