@@ -58,7 +58,8 @@ for label, overrides in RUNS.items():
   name = label.replace(" ", "_")
   settings = {"train.name": name, "train.output_dir": out_dir, "train.steps": steps,
               "train.validate_every": max(steps // 6, 1), "train.checkpoint_every": 100,
-              "train.evaluation_cases": 0, "train.seed": 31, "train.data_workers": 1}
+              "train.evaluation_cases": 0, "train.seed": 31, "train.data_workers": 1,
+              "train.threads": 1}
   settings.update(overrides)
   params = phil.extract("train", "synthetic", "patterson", **settings)
   t0 = time.time()

@@ -153,20 +153,9 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
 def polish_solution(xs, f_obs, n_sites, element):
   """p2a's own finishing steps (refinement, completion, recycling when R1 is
   poor) applied to another method's sites, so every method ends alike."""
-  from cctbx_p2a import phasing, sites
-  p = phasing.default_params()
-  rp = p.refinement
+  from cctbx_p2a import phasing
   xs = xs.expand_to_p1() if xs.space_group().order_z() > 1 else xs
-  sites.refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
-               max_reflections=rp.max_reflections)
-  r1, cc, _ = sites.r1_and_cc(f_obs, xs)
-  if r1 > p.success.r1_max or cc < p.success.cc_min:
-    recycled, _ = sites.recycle(xs, f_obs, n_sites, element=element, max_cycles=rp.recycle_cycles,
-                                max_reflections=rp.max_reflections)
-    sites.refine(recycled, f_obs, max_reflections=rp.max_reflections)
-    if sites.r1_and_cc(f_obs, recycled)[0] < r1:
-      xs = recycled
-  return xs
+  return phasing.finish_structure(xs, f_obs, n_sites, element, phasing.default_params())[0]
 
 
 def _synthetic_task(task):

@@ -166,6 +166,39 @@ class Result:
     }
 
 
+def explains_data(r1, cc, params):
+  return r1 <= params.success.r1_max and cc >= params.success.cc_min
+
+
+def finish_structure(xs, f_obs, n_sites, element, params):
+  """Refine the network's sites, complete them from the phased F_obs map,
+  and recycle (dual space) when the model still does not explain the data.
+  Returns (structure, R1, CC, F_calc, [what was done])."""
+  rp = params.refinement
+  steps = []
+  sites.refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
+               max_reflections=rp.max_reflections)
+  if rp.complete and xs.scatterers().size() < n_sites:
+    xs, added = sites.complete(xs, f_obs, n_sites, element=element)
+    if added:
+      steps.append("completion added %d atoms" % added)
+      sites.refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
+                   max_reflections=rp.max_reflections)
+  r1, cc, f_calc = sites.r1_and_cc(f_obs, xs)
+  steps.append("refined R1 %.3f" % r1)
+  if rp.recycle_cycles and not explains_data(r1, cc, params):
+    recycled, n_cycles = sites.recycle(xs, f_obs, n_sites, element=element,
+                                       max_cycles=rp.recycle_cycles,
+                                       max_reflections=rp.max_reflections)
+    sites.refine(recycled, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
+                 max_reflections=rp.max_reflections)
+    r1_new, cc_new, f_calc_new = sites.r1_and_cc(f_obs, recycled)
+    steps.append("%d recycling cycles" % n_cycles)
+    if r1_new < r1:
+      xs, r1, cc, f_calc = recycled, r1_new, cc_new, f_calc_new
+  return xs, r1, cc, f_calc, steps
+
+
 # --- the phasing step -----------------------------------------------------------------
 
 def default_params():
@@ -245,38 +278,27 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
                 "molecule in this Patterson (data outside its domain?)." % sp.peak_threshold)
   pairs = sorted(pairs, key=lambda p: -p[1])[:max(n_sites - len(centre), 0)]
   element_list = elements_for_sites(composition, n_sites)
-  chosen, hand_score, n_scored = sites.choose_hand(
+  candidates, n_scored = sites.hand_candidates(
     pairs, centre, f_obs, element=element_list[-1], max_reflections=sp.max_reflections,
-    exhaustive_limit=sp.exhaustive_limit, seed=params.solve.seed)
+    exhaustive_limit=sp.exhaustive_limit, seed=params.solve.seed, n_best=sp.hand_candidates)
   notes.append("hand: scored %d choices of %d inverse pairs" % (n_scored, len(pairs)))
-  xs = sites.structure_from_sites(chosen, f_obs.crystal_symmetry(), element_list[:len(chosen)])
   timings["sites"] = time.time() - t
 
   t = time.time()
-  rp = params.refinement
-  sites.refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
-               max_reflections=rp.max_reflections)
-  if rp.complete and xs.scatterers().size() < n_sites:
-    xs, added = sites.complete(xs, f_obs, n_sites, element=element_list[-1])
-    if added:
-      notes.append("completion added %d atoms from the phased F_obs map" % added)
-      sites.refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
-                   max_reflections=rp.max_reflections)
-  r1, cc, f_calc = sites.r1_and_cc(f_obs, xs)
-  if rp.recycle_cycles and (r1 > params.success.r1_max or cc < params.success.cc_min):
-    recycled, n_cycles = sites.recycle(xs, f_obs, n_sites, element=element_list[-1],
-                                       max_cycles=rp.recycle_cycles,
-                                       max_reflections=rp.max_reflections)
-    sites.refine(recycled, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
-                 max_reflections=rp.max_reflections)
-    r1_new, cc_new, f_calc_new = sites.r1_and_cc(f_obs, recycled)
-    notes.append("dual-space recycling (%d cycles): R1 %.3f -> %.3f" % (n_cycles, r1, r1_new))
-    if r1_new < r1:
-      xs, r1, cc, f_calc = recycled, r1_new, cc_new, f_calc_new
+  best = None
+  for rank, (chosen, score) in enumerate(candidates):
+    xs = sites.structure_from_sites(chosen, f_obs.crystal_symmetry(), element_list[:len(chosen)])
+    xs, r1, cc, f_calc, steps = finish_structure(xs, f_obs, n_sites, element_list[-1], params)
+    notes.append("hand choice %d (CC %.3f): %s; R1 %.3f" % (rank + 1, score, "; ".join(steps), r1))
+    if best is None or r1 < best[1]:
+      best = (xs, r1, cc, f_calc, score)
+    if explains_data(r1, cc, params):
+      break
+  xs, r1, cc, f_calc, hand_score = best
   timings["refinement"] = time.time() - t
 
-  solved = r1 <= params.success.r1_max and cc >= params.success.cc_min and not warnings
-  if warnings and r1 <= params.success.r1_max and cc >= params.success.cc_min:
+  solved = explains_data(r1, cc, params) and not warnings
+  if warnings and explains_data(r1, cc, params):
     notes.append("R1/CC pass, but the data were outside the model's domain: not marked solved")
   result = Result(
     xray_structure=xs, phases=f_obs.phase_transfer(f_calc), f_calc=f_calc, f_obs=f_obs,

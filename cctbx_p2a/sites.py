@@ -118,17 +118,27 @@ def correlation(a, b):
 
 def choose_hand(pairs, centre, f_obs, element="C", u_iso=0.02, max_reflections=4000,
                 exhaustive_limit=16, seed=0):
+  """The best hand choice: (sites_cart, score, n_scored).  See hand_candidates."""
+  candidates, n_scored = hand_candidates(pairs, centre, f_obs, element, u_iso, max_reflections,
+                                         exhaustive_limit, seed, n_best=1)
+  sites_cart, score = candidates[0]
+  return sites_cart, score, n_scored
+
+
+def hand_candidates(pairs, centre, f_obs, element="C", u_iso=0.02, max_reflections=4000,
+                    exhaustive_limit=16, seed=0, n_best=3):
   """Pick one member of each inverse pair so that |F_calc| best matches |F_obs|.
 
   A global inversion leaves |F| unchanged, so the first pair is fixed and the
   other 2^(P-1) choices are scored by the correlation of |F_calc| with |F_obs|.
   Up to `exhaustive_limit` pairs every choice is scored (vectorised: one
   complex matrix product per block of choices); beyond that, greedy single
-  flips from several random starts.  Returns (sites_cart, score, n_scored).
+  flips from several random starts.  Returns ([(sites_cart, score), ...] for
+  the n_best choices, best first; n_scored).
   """
   f_obs = f_obs.select(f_obs.data() > 0)
   if f_obs.size() > max_reflections:
-    # the strongest low-order reflections carry the hand information
+    # the strongest reflections carry most of the hand information
     order = np.argsort(-f_obs.data().as_numpy_array())[:max_reflections]
     from cctbx.array_family import flex
     f_obs = f_obs.select(flex.size_t(sorted(order.tolist())))
@@ -141,31 +151,30 @@ def choose_hand(pairs, centre, f_obs, element="C", u_iso=0.02, max_reflections=4
     frac = np.asarray(sites_cart).reshape(-1, 3) @ orth.T
     return np.exp(2j * np.pi * frac @ hkl.T) * ff  # (n, M)
 
+  centre_sites = np.array([s for s, _ in centre]).reshape(-1, 3)
   p = np.array([s for s, _ in pairs]).reshape(-1, 3)
-  base = terms(np.array([s for s, _ in centre])).sum(axis=0) if centre else np.zeros(len(fobs), complex)
+  base = terms(centre_sites).sum(axis=0) if len(centre_sites) else np.zeros(len(fobs), complex)
   if len(p) == 0:
-    return np.zeros((0, 3)), 0.0, 0
+    return [(centre_sites, 0.0)], 0
   plus, minus = terms(p), terms(-p)
   base = base + minus.sum(axis=0)
   delta = plus - minus  # choosing +p_k adds delta[k]
   n_pairs = len(p)
+  found = {}  # bits (tuple) -> score
+  n_scored = 0
   if n_pairs - 1 <= exhaustive_limit:
     n_free = n_pairs - 1
-    best_score, best_bits, n_scored = -np.inf, None, 0
     block = 1 << min(n_free, 12)
     for start in range(0, 1 << n_free, block):
       codes = np.arange(start, min(start + block, 1 << n_free))
       bits = ((codes[:, None] >> np.arange(n_free)) & 1).astype(float)
       bits = np.concatenate([np.ones((len(codes), 1)), bits], axis=1)  # pair 0 fixed to +
-      f = np.abs(base + bits @ delta)
-      scores = correlation(f, fobs)
-      k = int(np.argmax(scores))
+      scores = correlation(np.abs(base + bits @ delta), fobs)
       n_scored += len(codes)
-      if scores[k] > best_score:
-        best_score, best_bits = scores[k], bits[k]
+      for k in np.argsort(-scores)[:n_best]:
+        found[tuple(bits[k])] = float(scores[k])
   else:
     rng = np.random.default_rng(seed)
-    best_score, best_bits, n_scored = -np.inf, None, 0
     for _ in range(32):
       bits = rng.integers(0, 2, n_pairs).astype(float)
       bits[0] = 1
@@ -181,12 +190,13 @@ def choose_hand(pairs, centre, f_obs, element="C", u_iso=0.02, max_reflections=4
             score, improved = s, True
           else:
             bits[k] = 1 - bits[k]
-      if score > best_score:
-        best_score, best_bits = score, bits.copy()
-  chosen = np.where(best_bits[:, None] > 0.5, p, -p)
-  if centre:
-    chosen = np.concatenate([chosen, np.array([s for s, _ in centre])])
-  return chosen, float(best_score), n_scored
+      found[tuple(bits)] = float(score)
+  ranked = sorted(found.items(), key=lambda kv: -kv[1])[:n_best]
+  candidates = []
+  for bits, score in ranked:
+    chosen = np.where(np.array(bits)[:, None] > 0.5, p, -p)
+    candidates.append((np.concatenate([chosen, centre_sites]), score))
+  return candidates, n_scored
 
 
 # --- building and refining the structure ----------------------------------------
