@@ -171,6 +171,11 @@ def as_amplitudes(f_obs):
   return reflections.prepare(f_obs, source="synthetic").f_obs
 
 
+def ablation_offset(seed, max_shift=4.0):
+  """The seeded random translation of the no-centring ablation."""
+  return np.random.default_rng([seed, 7]).uniform(-max_shift, max_shift, 3)
+
+
 def training_pair(seed, synthetic_params, patterson_params, target_params, output_grid):
   """(input grid, target grid) for one seed: the data goes through the same
   Patterson stage as a user's reflection file."""
@@ -178,8 +183,9 @@ def training_pair(seed, synthetic_params, patterson_params, target_params, outpu
   x = patterson.model_input_from_params(as_amplitudes(case.f_obs), patterson_params)
   sites = case.sites_centred
   if not target_params.centre:
-    # ablation: draw the molecule about one of its atoms instead of the centroid
-    sites = sites - sites[0]
+    # ablation: the molecule where it happens to lie (a random shift of up to
+    # +-4 A), which the translation-invariant Patterson cannot tell
+    sites = sites + ablation_offset(seed)
   y = target_grid(sites, output_grid, sigma=target_params.sigma,
                   inverses=target_params.inverses)
   return x, y
