@@ -116,7 +116,7 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
     row["time_s"] = time.time() - t0
     score = evaluation.score_read_out(sites_centred, y, model.voxel)
     d = score["distances"]
-    row.update(solved=score["all_found"], distances=d.tolist(),
+    row.update(solved=score["all_found"], distances=d.tolist(), peak_precision=score["peak_precision"],
                mean_error_A=float(d[np.isfinite(d)].mean()) if np.isfinite(d).any() else None,
                n_matched=int(np.sum(d <= tolerance)) // 2, r1=None)
     return row
@@ -192,6 +192,7 @@ def summarise(rows):
     out["mean_error_A"] = float(d[np.isfinite(d)].mean()) if np.isfinite(d).any() else None
     out["atoms_within_0.5A"] = float(np.mean(d <= 0.5))
     out["atoms_within_1.0A"] = float(np.mean(d <= 1.0))
+    out["peak_precision"] = float(np.mean([r["peak_precision"] for r in rows]))
   else:
     matched = [r["n_matched"] / max(r.get("n_reference") or r.get("n_atoms") or 1, 1) for r in rows]
     out["atoms_within_0.5A"] = float(np.mean(matched))

@@ -32,8 +32,10 @@ def score_read_out(sites_centred, atom_map, voxel, threshold=0.1):
   peaks, _ = sites_stage.find_peaks(atom_map, voxel, threshold=threshold)
   truth = np.concatenate([sites_centred, -np.asarray(sites_centred)])
   d = match_to_peaks(truth, peaks)
+  precision = float(np.mean(np.linalg.norm(peaks[:, None, :] - truth[None], axis=2).min(axis=1) <= 1.0)) \
+    if len(peaks) else 0.0
   return {"distances": d, "n_peaks": len(peaks), "n_true": len(truth),
-          "all_found": bool(np.all(d <= 1.0))}
+          "all_found": bool(np.all(d <= 1.0)), "peak_precision": precision}
 
 
 def summarise(case_scores, times):
@@ -45,6 +47,8 @@ def summarise(case_scores, times):
     "mean_error_A": float(found.mean()) if found.size else None,
     "atoms_within_0.5A": float(np.mean(d <= 0.5)) if d.size else 0.0,
     "atoms_within_1.0A": float(np.mean(d <= 1.0)) if d.size else 0.0,
+    "peak_precision": float(np.mean([c.get("peak_precision", 0.0) for c in case_scores]))
+    if case_scores else 0.0,
     "median_time_s": float(np.median(times)) if times else None,
   }
 
@@ -64,8 +68,8 @@ def evaluate_network(model, params, n_cases, log=sys.stdout, stream=None, seed=N
     scores.append(score_read_out(case.sites_centred, y, model.voxel))
   result = summarise(scores, times)
   print("Evaluation on %d fresh cases: mean error %s A, atoms within 0.5 A %.3f, within 1.0 A %.3f, "
-        "all atoms found %.3f, %.3f s per case" % (
+        "all atoms found %.3f, peaks within 1 A of an atom %.3f, %.3f s per case" % (
           result["cases"], "%.3f" % result["mean_error_A"] if result["mean_error_A"] is not None else "n/a",
           result["atoms_within_0.5A"], result["atoms_within_1.0A"], result["success_rate"],
-          result["median_time_s"] or 0), file=log)
+          result["peak_precision"], result["median_time_s"] or 0), file=log)
   return result
