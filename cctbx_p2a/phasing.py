@@ -170,12 +170,17 @@ def explains_data(r1, cc, params):
   return r1 <= params.success.r1_max and cc >= params.success.cc_min
 
 
-def finish_structure(xs, f_obs, n_sites, element, params):
+def finish_structure(xs, f_obs, n_sites, element, params, staged=True):
   """Refine the network's sites, complete them from the phased F_obs map,
   and recycle (dual space) when the model still does not explain the data.
   Returns (structure, R1, CC, F_calc, [what was done])."""
   rp = params.refinement
   steps = []
+  if staged and rp.start_d_min and f_obs.d_min() < rp.start_d_min - 0.05:
+    # a rough start converges at low resolution first, then all data are used
+    low = f_obs.resolution_filter(d_min=rp.start_d_min)
+    xs, r1_low, _, _, _ = finish_structure(xs, low, n_sites, element, params, staged=False)
+    steps.append("first to %.1f A (R1 %.3f)" % (rp.start_d_min, r1_low))
   sites.refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
                max_reflections=rp.max_reflections)
   if rp.complete and xs.scatterers().size() < n_sites:
