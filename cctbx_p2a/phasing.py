@@ -306,7 +306,8 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
   if warnings and explains_data(r1, cc, params):
     notes.append("R1/CC pass, but the data were outside the model's domain: not marked solved")
   result = Result(
-    xray_structure=xs, phases=f_obs.phase_transfer(f_calc), f_calc=f_calc, f_obs=f_obs,
+    xray_structure=xs, phases=f_obs.customized_copy(sigmas=None).phase_transfer(f_calc),
+    f_calc=f_calc, f_obs=f_obs,
     r1=r1, cc=cc, solved=solved, n_sites=xs.scatterers().size(), n_sites_source=n_source,
     hand_score=hand_score, model_name=model.name, atom_map=atom_map, patterson_grid=x,
     voxel=model.voxel, original_space_group=original_sg, notes=notes, warnings=warnings,
