@@ -16,12 +16,9 @@ import cctbx_p2a  # noqa: F401
 import json
 import os
 import sys
-import time
 
-import numpy as np
 
 from cctbx_p2a import evaluation, network, patterson, phil, plots, synthetic, train
-from cctbx_p2a import sites as sites_stage
 
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 600
 n_cases = int(sys.argv[2]) if len(sys.argv) > 2 else 50
@@ -48,16 +45,8 @@ def score(model, params, n):
     y = model.predict(x)
     sites = case.sites_centred if params.target.centre else \
       case.sites_centred + synthetic.ablation_offset(case.seed)
-    peaks, _ = sites_stage.find_peaks(y, model.voxel)
-    truth = np.concatenate([sites, -sites]) if params.target.inverses else sites
-    d = evaluation.match_to_peaks(truth, peaks)
-    # precision: peaks that stand for a true site (within 1 A), so that drawing
-    # every Patterson vector is not rewarded
-    near = [np.min(np.linalg.norm(truth - q, axis=1)) <= 1.0 for q in peaks] if len(peaks) else [False]
-    scores.append({"distances": d, "all_found": bool(np.all(d <= 1.0)), "precision": np.mean(near)})
-  summary = evaluation.summarise(scores, [0.0])
-  summary["peak_precision"] = float(np.mean([c["precision"] for c in scores]))
-  return summary
+    scores.append(evaluation.score_read_out(sites, y, model.voxel, inverses=params.target.inverses))
+  return evaluation.summarise(scores, [0.0])
 
 
 rows, histories = [], {}

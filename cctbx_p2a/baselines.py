@@ -27,8 +27,6 @@ import numpy as np
 
 from cctbx import dmtbx
 from cctbx import euclidean_model_matching as emma
-from cctbx import maptbx
-from cctbx import xray
 from cctbx.array_family import flex
 import scitbx.math
 from smtbx.ab_initio import charge_flipping as _cf
@@ -101,25 +99,12 @@ def pick_sites(map_coeffs, n_sites, scattering_type="C", params=None,
   """The n_sites highest peaks of the map of map_coeffs as an xray.structure;
   peaks closer than peak_search.min_distance (symmetry included) count as
   one."""
+  from cctbx_p2a import sites
   ps = _params(params).peak_search
-  if crystal_symmetry is None:
-    crystal_symmetry = map_coeffs.crystal_symmetry()
-  fft_map = map_coeffs.fft_map(
-    resolution_factor=ps.resolution_factor,
-    symmetry_flags=maptbx.use_space_group_symmetry)
-  fft_map.apply_sigma_scaling()
-  peaks = fft_map.peak_search(maptbx.peak_search_parameters(
-    peak_search_level=1,
-    interpolate=True,
-    min_distance_sym_equiv=ps.min_distance,
-    max_clusters=n_sites)).all(max_clusters=n_sites)
-  scatterers = flex.xray_scatterer()
-  for i, site in enumerate(peaks.sites()):
-    scatterers.append(xray.scatterer(
-      label="%s%d" % (scattering_type, i + 1), site=site, u=ps.u_iso,
-      scattering_type=scattering_type))
-  return xray.structure(crystal_symmetry=crystal_symmetry,
-                        scatterers=scatterers)
+  return sites.peaks_as_structure(map_coeffs, n_sites, element=scattering_type, u_iso=ps.u_iso,
+                                  min_distance=ps.min_distance,
+                                  resolution_factor=ps.resolution_factor,
+                                  crystal_symmetry=crystal_symmetry)
 
 
 def amplitude_correlation(xs, f):

@@ -101,18 +101,11 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
   """Run one method on prepared amplitudes and score it against `reference`.
   With `polish`, a baseline's peaks get the same refinement and dual-space
   recycling that p2a.solve applies to the network's peaks."""
-  from cctbx_p2a import baselines, evaluation, patterson, phasing, sites
+  from cctbx_p2a import baselines, evaluation, phasing, sites
   t0 = time.time()
   row = {"method": method}
   if method == "network":
-    card_p = model.card.get("patterson", {})
-    grid = patterson.GridSpec(n=model.card["grid"]["input_n"], voxel=model.voxel)
-    f = f_obs
-    d_lo = model.domain.get("d_min", [0, 0])[0]
-    if f.d_min() < d_lo - 0.01:
-      f = f.resolution_filter(d_min=d_lo)
-    x = patterson.model_input(f, grid, resolution_factor=card_p.get("resolution_factor", 0.25))
-    y = model.predict(x)
+    y = model.predict(phasing.network_input(f_obs, model)[0])
     row["time_s"] = time.time() - t0
     score = evaluation.score_read_out(sites_centred, y, model.voxel)
     d = score["distances"]

@@ -26,11 +26,15 @@ def match_to_peaks(true_sites, peaks, max_distance=1.5):
   return np.where(d <= max_distance, d, np.inf)
 
 
-def score_read_out(sites_centred, atom_map, voxel, threshold=0.1):
-  """Per-case scores of one predicted map against the truth."""
+def score_read_out(sites_centred, atom_map, voxel, threshold=0.1, inverses=True):
+  """Per-case scores of one predicted map against the truth (the sites and,
+  as the paper's target holds them, their inverses).  peak_precision is the
+  fraction of peaks within 1 A of a true site, so that drawing every
+  Patterson vector is not rewarded."""
   from cctbx_p2a import sites as sites_stage
   peaks, _ = sites_stage.find_peaks(atom_map, voxel, threshold=threshold)
-  truth = np.concatenate([sites_centred, -np.asarray(sites_centred)])
+  sites_centred = np.asarray(sites_centred, dtype=float)
+  truth = np.concatenate([sites_centred, -sites_centred]) if inverses else sites_centred
   d = match_to_peaks(truth, peaks)
   precision = float(np.mean(np.linalg.norm(peaks[:, None, :] - truth[None], axis=2).min(axis=1) <= 1.0)) \
     if len(peaks) else 0.0

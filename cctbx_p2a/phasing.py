@@ -176,32 +176,50 @@ def finish_structure(xs, f_obs, n_sites, element, params, staged=True):
   Returns (structure, R1, CC, F_calc, [what was done])."""
   rp = params.refinement
   steps = []
+
+  def refine(structure):
+    sites.refine(structure, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
+                 max_reflections=rp.max_reflections)
+
   if staged and rp.start_d_min and f_obs.d_min() < rp.start_d_min - 0.05:
     # a rough start converges at low resolution first, then all data are used
     low = f_obs.resolution_filter(d_min=rp.start_d_min)
     xs, r1_low, _, _, _ = finish_structure(xs, low, n_sites, element, params, staged=False)
     steps.append("first to %.1f A (R1 %.3f)" % (rp.start_d_min, r1_low))
-  sites.refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
-               max_reflections=rp.max_reflections)
+  refine(xs)
   if rp.complete and xs.scatterers().size() < n_sites:
     xs, added = sites.complete(xs, f_obs, n_sites, element=element)
     if added:
       steps.append("completion added %d atoms" % added)
-      sites.refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
-                   max_reflections=rp.max_reflections)
+      refine(xs)
   r1, cc, f_calc = sites.r1_and_cc(f_obs, xs)
   steps.append("refined R1 %.3f" % r1)
   if rp.recycle_cycles and not explains_data(r1, cc, params):
     recycled, n_cycles = sites.recycle(xs, f_obs, n_sites, element=element,
                                        max_cycles=rp.recycle_cycles,
                                        max_reflections=rp.max_reflections)
-    sites.refine(recycled, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
-                 max_reflections=rp.max_reflections)
+    refine(recycled)
     r1_new, cc_new, f_calc_new = sites.r1_and_cc(f_obs, recycled)
     steps.append("%d recycling cycles" % n_cycles)
     if r1_new < r1:
       xs, r1, cc, f_calc = recycled, r1_new, cc_new, f_calc_new
   return xs, r1, cc, f_calc, steps
+
+
+def network_input(f_obs, model):
+  """The model's input grid for amplitudes f_obs, made as its card says.
+  Data finer than the model's training resolution are cut for the Patterson
+  only.  Returns (grid, d_min it was cut at or None)."""
+  card_p = model.card.get("patterson", {})
+  d_lo = model.domain.get("d_min", [0, 0])[0]
+  d_cut = None
+  if f_obs.d_min() < d_lo - 0.01:
+    f_obs, d_cut = f_obs.resolution_filter(d_min=d_lo), d_lo
+  grid = patterson.GridSpec(n=model.card["grid"]["input_n"], voxel=model.voxel)
+  x = patterson.model_input(f_obs, grid, resolution_factor=card_p.get("resolution_factor", 0.25),
+                            sharpening=card_p.get("sharpening", False),
+                            origin_peak_removal=card_p.get("origin_peak_removal", False))
+  return x, d_cut
 
 
 # --- the phasing step -----------------------------------------------------------------
@@ -253,17 +271,10 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
   timings["reflections"] = time.time() - t
 
   t = time.time()
-  card_p = model.card.get("patterson", {})
-  d_lo = model.domain.get("d_min", [0, 0])[0]
-  f_patt = f_obs
-  if f_obs.d_min() < d_lo - 0.01:
-    f_patt = f_obs.resolution_filter(d_min=d_lo)
+  x, d_cut = network_input(f_obs, model)
+  if d_cut is not None:
     notes.append("Patterson input cut at %.2f A, the model's finest training resolution "
-                 "(refinement uses all data to %.2f A)" % (d_lo, f_obs.d_min()))
-  grid = patterson.GridSpec(n=model.card["grid"]["input_n"], voxel=model.voxel)
-  x = patterson.model_input(f_patt, grid, resolution_factor=card_p.get("resolution_factor", 0.25),
-                            sharpening=card_p.get("sharpening", False),
-                            origin_peak_removal=card_p.get("origin_peak_removal", False))
+                 "(refinement uses all data to %.2f A)" % (d_cut, f_obs.d_min()))
   timings["patterson"] = time.time() - t
 
   t = time.time()

@@ -22,7 +22,6 @@ def find_peaks(atom_map, voxel, threshold=0.1, max_peaks=None):
   n = np.array(a.shape)
   padded = np.pad(a, 1, mode="constant", constant_values=-np.inf)
   is_max = a > threshold
-  core = tuple(slice(1, s + 1) for s in a.shape)
   for dx in (-1, 0, 1):
     for dy in (-1, 0, 1):
       for dz in (-1, 0, 1):
@@ -302,9 +301,10 @@ def complete(xray_structure, f_obs, n_wanted, element="C", min_distance=1.2):
 
 
 def peaks_as_structure(map_coeffs, n_sites, element="C", u_iso=0.02, min_distance=1.0,
-                       resolution_factor=0.25):
+                       resolution_factor=0.25, crystal_symmetry=None):
   """The n_sites highest peaks of the map of `map_coeffs` as an xray.structure
-  (peaks closer than min_distance, symmetry mates included, are merged)."""
+  (peaks closer than min_distance, symmetry mates included, are merged), in
+  crystal_symmetry (default: the map coefficients')."""
   from cctbx import maptbx, xray
   from cctbx.array_family import flex
   fft_map = map_coeffs.fft_map(resolution_factor=resolution_factor,
@@ -317,7 +317,8 @@ def peaks_as_structure(map_coeffs, n_sites, element="C", u_iso=0.02, min_distanc
   for i, site in enumerate(peaks.sites()):
     scatterers.append(xray.scatterer(label="%s%d" % (element, i + 1), site=site, u=u_iso,
                                      scattering_type=element))
-  return xray.structure(crystal_symmetry=map_coeffs.crystal_symmetry(), scatterers=scatterers)
+  return xray.structure(crystal_symmetry=crystal_symmetry or map_coeffs.crystal_symmetry(),
+                        scatterers=scatterers)
 
 
 def recycle(xray_structure, f_obs, n_sites, element="C", max_cycles=12, patience=3,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from cctbx import crystal, uctbx, xray
+from cctbx import crystal, uctbx
 from cctbx.array_family import flex
 from libtbx.utils import Sorry
 
@@ -69,16 +69,11 @@ def draw_elements(rng, params, n):
 def place_in_cell(sites_cart, unit_cell, elements, u_iso, rng=None, centroid_frac=None):
   """P1 xray.structure holding the molecule with its centroid at
   centroid_frac (random when None)."""
+  from cctbx_p2a import sites
   if centroid_frac is None:
     centroid_frac = rng.uniform(0, 1, 3)
-  centre = np.array(unit_cell.orthogonalize(tuple(centroid_frac)))
   cs = crystal.symmetry(unit_cell=unit_cell, space_group_symbol="P 1")
-  scatterers = flex.xray_scatterer()
-  for i, (site, element) in enumerate(zip(sites_cart, elements)):
-    frac = unit_cell.fractionalize(tuple(site + centre))
-    scatterers.append(xray.scatterer(label="%s%d" % (element, i + 1), site=frac,
-                                     u=u_iso, scattering_type=element))
-  return xray.structure(crystal_symmetry=cs, scatterers=scatterers)
+  return sites.structure_from_sites(sites_cart, cs, elements, u_iso=u_iso, centroid_frac=centroid_frac)
 
 
 def simulated_data(xray_structure, d_min, rng, noise=0.0, completeness=1.0,

@@ -12,7 +12,6 @@ written atomically (temp file + rename), so a kill never leaves a broken one.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform

@@ -5,7 +5,6 @@ import cctbx_p2a  # noqa: F401  (import-order fix before torch)
 
 import json
 import os
-import sys
 
 from libtbx.program_template import ProgramTemplate
 from libtbx.utils import Sorry
