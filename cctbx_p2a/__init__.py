@@ -22,6 +22,8 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
 
 
 def load_model(name_or_path=None):
-  """A shipped model by name ('default', 'paper') or a .pt path with its card."""
-  from cctbx_p2a import network
-  return network.load(name_or_path)
+  """A shipped model by name ('default', 'paper') or a .pt path with its card,
+  ready to .predict() (numpy weights when present; cctbx_p2a.network.load
+  gives the torch model for training)."""
+  from cctbx_p2a import model_files
+  return model_files.load(name_or_path)

@@ -80,12 +80,12 @@ _BASELINES = None
 
 def _worker_init(model_name, baselines_params=None):
   """Per process: one torch thread, the model loaded once, the baselines' settings."""
-  import torch
-  torch.set_num_threads(1)
+  if "torch" in sys.modules:
+    sys.modules["torch"].set_num_threads(1)
   global _MODEL, _BASELINES
   if model_name:
-    from cctbx_p2a import network
-    _MODEL = network.load(model_name)
+    from cctbx_p2a import model_files
+    _MODEL = model_files.load(model_name)
   _BASELINES = baselines_params
 
 
@@ -113,14 +113,17 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
                mean_error_A=float(d[np.isfinite(d)].mean()) if np.isfinite(d).any() else None,
                n_matched=int(np.sum(d <= tolerance)) // 2, r1=None)
     return row
-  if method == "p2a":
+  if method in ("p2a", "p2a_estimated_count"):
     import copy
     params = copy.deepcopy(solve_params or phasing.default_params())
-    params.solve.composition = composition_of(reference)
+    # p2a is told the composition, as the baselines are told the atom count;
+    # p2a_estimated_count is not, and finds the count itself
+    params.solve.composition = composition_of(reference) if method == "p2a" else None
     params.solve.force = True  # the harness measures; out-of-domain is reported by the sweep itself
     params.solve.seed = seed
     result = phasing.solve(f_obs, params=params, model=model)
     xs, r1 = result.xray_structure, result.r1
+    row["n_sites"] = result.n_sites
   elif method == "random_recycling":
     element = reference.scatterers()[0].scattering_type
     xs = sites.random_start_recycling(f_obs, n_sites, element=element, seed=seed)
@@ -128,7 +131,8 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
   else:
     if method not in baselines.METHODS:
       from libtbx.utils import Sorry
-      raise Sorry("Unknown method %r: choose from p2a, network, random_recycling, %s." % (method, ", ".join(baselines.METHODS)))
+      raise Sorry("Unknown method %r: choose from p2a, p2a_estimated_count, network, random_recycling, %s."
+                  % (method, ", ".join(baselines.METHODS)))
     element = reference.scatterers()[0].scattering_type
     result = baselines.METHODS[method](f_obs, n_sites=n_sites, scattering_type=element, seed=seed,
                                        params=baselines_params)
@@ -191,6 +195,9 @@ def summarise(rows):
     out["atoms_within_0.5A"] = float(np.mean(matched))
     r1s = [r["r1"] for r in rows if r.get("r1") is not None]
     out["mean_r1"] = float(np.mean(r1s)) if r1s else None
+    if "n_sites" in rows[0]:  # p2a: how often the final atom count is the true one
+      out["atom_count_right"] = float(np.mean([r["n_sites"] == r["n_atoms"] for r in rows if "n_atoms" in r])) \
+        if all("n_atoms" in r for r in rows) else None
   return out
 
 
@@ -222,7 +229,7 @@ def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, toleranc
     for k in range(cases):
       for m in methods:
         tasks.append((m, suite, overrides, seed, k, tolerance))
-  needs_model = any(m in ("p2a", "network") for m in methods)
+  needs_model = any(m in ("p2a", "p2a_estimated_count", "network") for m in methods)
   nproc = nproc or os.cpu_count() or 1
   rows = []
   t0 = time.time()
@@ -249,8 +256,8 @@ def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, toleranc
 def run_on_file(observed, reference, methods, seed=7, tolerance=0.5, model_name="default",
                 solve_params=None, baselines_params=None):
   """Every method on one user data set, scored against a known structure."""
-  from cctbx_p2a import network
-  model = network.load(model_name) if any(m in ("p2a",) for m in methods) else None
+  from cctbx_p2a import model_files
+  model = model_files.load(model_name) if any(m in ("p2a", "p2a_estimated_count") for m in methods) else None
   f_obs = observed.f_obs
   if f_obs.space_group().order_z() > 1:
     f_obs = f_obs.expand_to_p1()

@@ -64,7 +64,8 @@ def evaluate_network(model, params, n_cases, log=sys.stdout, stream=None, seed=N
   seed = params.train.seed if seed is None else seed
   scores, times = [], []
   for k in range(n_cases):
-    case = synthetic.make_case(train.example_seed(seed, stream, k), params.synthetic)
+    case = synthetic.make_case(train.example_seed(seed, stream, k), params.synthetic,
+                               d_min_floor=params.patterson.input_d_min)
     t0 = time.time()
     x = patterson.model_input_from_params(synthetic.as_amplitudes(case.f_obs), params.patterson)
     y = model.predict(x)

@@ -23,7 +23,6 @@ time, versions and the sha256 of the .pt).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
@@ -31,8 +30,8 @@ import torch
 from torch import nn
 from libtbx.utils import Sorry
 
-MODELS_DIR = os.path.join(os.path.dirname(__file__), "models")
-DEFAULT_MODEL = "paper"   # what model=default means: the shipped model trained on the paper's case
+from cctbx_p2a import model_files
+from cctbx_p2a.model_files import MODELS_DIR, resolve_model_path, sha256_of  # noqa: F401
 
 
 def symmetrise(y):
@@ -117,42 +116,14 @@ def count_parameters(model):
   return sum(p.numel() for p in model.parameters())
 
 
-def sha256_of(path):
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
-class Model:
-  """A trained network with its card: what it was trained on and how well it
-  does.  ``predict(grid)`` maps one normalised Patterson window to an atom map."""
+class Model(model_files.ModelInfo):
+  """A trained torch network with its card: what it was trained on and how
+  well it does.  ``predict(grid)`` maps one normalised Patterson window to an
+  atom map."""
 
   def __init__(self, net, card, path=None):
+    super().__init__(card, path)
     self.net = net.eval()
-    self.card = card
-    self.path = path
-
-  @property
-  def name(self):
-    return self.card.get("name", "unnamed")
-
-  @property
-  def voxel(self):
-    return self.card["grid"]["voxel"]
-
-  @property
-  def input_box_edge(self):
-    return self.card["grid"]["input_n"] * self.voxel
-
-  @property
-  def output_box_edge(self):
-    return self.card["grid"]["output_n"] * self.voxel
-
-  @property
-  def domain(self):
-    return self.card.get("domain", {})
 
   def predict(self, grid):
     """Atom map (numpy, n_out^3) for one input grid (numpy, n_in^3)."""
@@ -160,11 +131,6 @@ class Model:
     with torch.no_grad():
       x = torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32))[None, None]
       return self.net(x)[0, 0].numpy()
-
-  def __repr__(self):
-    return "<cctbx_p2a Model %s: %s, %d parameters, grid %d->%d at %.2f A>" % (
-      self.name, self.card["architecture"]["name"], count_parameters(self.net),
-      self.card["grid"]["input_n"], self.card["grid"]["output_n"], self.voxel)
 
 
 def save(net, path_stem, card):
@@ -176,38 +142,22 @@ def save(net, path_stem, card):
   card["weights_file"] = os.path.basename(pt)
   card["sha256"] = sha256_of(pt)
   card["size_bytes"] = os.path.getsize(pt)
+  if card["architecture"]["name"] == "unet":  # for phasing without torch (cctbx_p2a.inference)
+    import numpy as np
+    npz = path_stem + ".npz"
+    np.savez(npz, **{k: v.detach().cpu().numpy() for k, v in net.state_dict().items()})
+    card["numpy_weights"] = {"file": os.path.basename(npz), "sha256": sha256_of(npz)}
   with open(path_stem + ".json", "w") as f:
     json.dump(card, f, indent=2, sort_keys=False)
   return card
 
 
-def resolve_model_path(name_or_path):
-  """'default', a shipped model name, or a path to a .pt/.json -> path stem."""
-  name = name_or_path or "default"
-  if name == "default":
-    name = DEFAULT_MODEL
-  if name.endswith(".pt") or name.endswith(".json"):
-    stem = name[:-3] if name.endswith(".pt") else name[:-5]
-  elif os.path.exists(name + ".pt"):
-    stem = name
-  else:
-    stem = os.path.join(MODELS_DIR, name)
-  if not os.path.exists(stem + ".pt") or not os.path.exists(stem + ".json"):
-    shipped = sorted(f[:-3] for f in os.listdir(MODELS_DIR) if f.endswith(".pt")) \
-      if os.path.isdir(MODELS_DIR) else []
-    raise Sorry("Model %r not found (need %s.pt and its card %s.json). Shipped models: %s."
-                % (name, stem, stem, ", ".join(shipped) or "none"))
-  return stem
-
-
 def load(name_or_path=None, check_sha256=True):
   """Load a model and its card; refuses weights whose sha256 differs from the card's."""
   stem = resolve_model_path(name_or_path)
-  with open(stem + ".json") as f:
-    card = json.load(f)
-  if check_sha256 and card.get("sha256") != sha256_of(stem + ".pt"):
-    raise Sorry("The weights %s.pt do not match the sha256 in their card %s.json: "
-                "the file is damaged or was replaced. Re-install or retrain." % (stem, stem))
+  card = model_files.read_card(stem)
+  if check_sha256:
+    model_files.check_weights(stem + ".pt", card.get("sha256"))
   blob = torch.load(stem + ".pt", map_location="cpu", weights_only=True)
   arch = blob["architecture"]
   net = build(arch["name"], blob["grid"]["input_n"], blob["grid"]["output_n"], arch["channels"])
@@ -230,6 +180,10 @@ def install(path_stem, name, models_dir=MODELS_DIR):
   shutil.copyfile(source + ".pt", target + ".pt")
   card["name"] = name
   card["weights_file"] = name + ".pt"
+  if card.get("numpy_weights"):
+    model_files.check_weights(source + ".npz", card["numpy_weights"]["sha256"])
+    shutil.copyfile(source + ".npz", target + ".npz")
+    card["numpy_weights"]["file"] = name + ".npz"
   with open(target + ".json", "w") as f:
     json.dump(card, f, indent=2)
   return target

@@ -115,9 +115,18 @@ def model_input(f_obs, grid, resolution_factor=0.25, sharpening=False,
   return normalise(values.reshape(grid.n, grid.n, grid.n))
 
 
+def cut_for_input(f_obs, input_d_min):
+  """f_obs without reflections finer than input_d_min (none cut when 0 or
+  when the data stop earlier).  Returns (amplitudes, d_min cut at or None)."""
+  if input_d_min and f_obs.d_min() < input_d_min - 0.01:
+    return f_obs.resolution_filter(d_min=input_d_min), input_d_min
+  return f_obs, None
+
+
 def model_input_from_params(f_obs, params):
-  """model_input with the `patterson` PHIL scope (box_edge, voxel, ...)."""
+  """model_input with the `patterson` PHIL scope (box_edge, voxel, input_d_min, ...)."""
   grid = GridSpec.from_edge(params.box_edge, params.voxel)
+  f_obs, _ = cut_for_input(f_obs, params.input_d_min)
   return model_input(f_obs, grid, resolution_factor=params.resolution_factor,
                      sharpening=params.sharpening,
                      origin_peak_removal=params.origin_peak_removal)

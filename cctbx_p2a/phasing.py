@@ -62,6 +62,9 @@ def elements_for_sites(composition, n_sites):
   return (elements + [ordered[-1][0]] * n_sites)[:n_sites]
 
 
+ESTIMATED = "estimated from the atom map"
+
+
 def atom_count(n_from_composition, model, pairs, centre):
   """How many atoms to place: the composition when given; else the model's
   own atom count when it was trained on one count only; else one atom per
@@ -71,7 +74,7 @@ def atom_count(n_from_composition, model, pairs, centre):
   lo, hi = model.domain.get("n_atoms", [0, 0])
   if lo == hi and lo > 0:
     return lo, "from the model's domain (trained on %d-atom molecules only)" % lo
-  return len(pairs) + len(centre), "estimated from the atom map"
+  return len(pairs) + len(centre), ESTIMATED
 
 
 # --- domain of validity ------------------------------------------------------------
@@ -206,15 +209,35 @@ def finish_structure(xs, f_obs, n_sites, element, params, staged=True):
   return xs, r1, cc, f_calc, steps
 
 
+def settle_atom_count(xs, f_obs, element, params):
+  """When the count was estimated, let the data correct it: rounds of
+  sites.adjust_atom_count + refinement, each kept only if R1 does not rise
+  by more than 0.005.  Returns (structure, R1, CC, F_calc, added, dropped)."""
+  sp, rp = params.sites, params.refinement
+  r1, cc, f_calc = sites.r1_and_cc(f_obs, xs)
+  added = dropped = 0
+  for _ in range(sp.count_rounds):
+    trial, n_add, n_drop = sites.adjust_atom_count(
+      xs, f_obs, element=element, add_ratio=sp.count_add_ratio, drop_ratio=sp.count_drop_ratio)
+    if n_add == n_drop == 0:
+      break
+    sites.refine(trial, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
+                 max_reflections=rp.max_reflections)
+    r1_trial, cc_trial, f_calc_trial = sites.r1_and_cc(f_obs, trial)
+    if r1_trial > r1 + 0.005:
+      break
+    xs, r1, cc, f_calc = trial, r1_trial, cc_trial, f_calc_trial
+    added, dropped = added + n_add, dropped + n_drop
+  return xs, r1, cc, f_calc, added, dropped
+
+
 def network_input(f_obs, model):
   """The model's input grid for amplitudes f_obs, made as its card says.
-  Data finer than the model's training resolution are cut for the Patterson
-  only.  Returns (grid, d_min it was cut at or None)."""
+  Data finer than the card's input_d_min are cut for the Patterson only.  Returns (grid, d_min it was cut at or None)."""
   card_p = model.card.get("patterson", {})
-  d_lo = model.domain.get("d_min", [0, 0])[0]
-  d_cut = None
-  if f_obs.d_min() < d_lo - 0.01:
-    f_obs, d_cut = f_obs.resolution_filter(d_min=d_lo), d_lo
+  # cards before input_d_min existed: the finest training resolution
+  input_d_min = card_p.get("input_d_min", model.domain.get("d_min", [0, 0])[0])
+  f_obs, d_cut = patterson.cut_for_input(f_obs, input_d_min)
   grid = patterson.GridSpec(n=model.card["grid"]["input_n"], voxel=model.voxel)
   x = patterson.model_input(f_obs, grid, resolution_factor=card_p.get("resolution_factor", 0.25),
                             sharpening=card_p.get("sharpening", False),
@@ -236,7 +259,7 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
   (default_params()); keyword overrides use dotted names with '__' or plain
   dots in a dict, e.g. solve(f, **{"solve.composition": "C10"}).
   """
-  from cctbx_p2a import network, phil
+  from cctbx_p2a import model_files, phil
   if params is None:
     params = phil.extract("solve", "reflections", **overrides)
   elif overrides:
@@ -244,7 +267,7 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
   timings = {}
   t = time.time()
   if model is None:
-    model = network.load(params.solve.model)
+    model = model_files.load(params.solve.model)
   timings["load_model"] = time.time() - t
 
   t = time.time()
@@ -273,7 +296,7 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
   t = time.time()
   x, d_cut = network_input(f_obs, model)
   if d_cut is not None:
-    notes.append("Patterson input cut at %.2f A, the model's finest training resolution "
+    notes.append("Patterson input cut at %.2f A, as the model was trained "
                  "(refinement uses all data to %.2f A)" % (d_cut, f_obs.d_min()))
   timings["patterson"] = time.time() - t
 
@@ -311,6 +334,17 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
     if explains_data(r1, cc, params):
       break
   xs, r1, cc, f_calc, hand_score = best
+  if n_source == ESTIMATED and sp.count_rounds:
+    n_before = xs.scatterers().size()
+    xs, r1, cc, f_calc, added, dropped = settle_atom_count(xs, f_obs, element_list[-1], params)
+    n_source = "estimated: %d from the atom map, %+d/-%d by difference maps" % (n_sites, added, dropped)
+    if added or dropped:
+      notes.append("atom count %d -> %d from difference maps (added %d, dropped %d)"
+                   % (n_before, xs.scatterers().size(), added, dropped))
+    a_lo, a_hi = model.domain.get("n_atoms", [0, 10 ** 6])
+    if not a_lo <= xs.scatterers().size() <= a_hi:
+      warnings.append("the estimated atom count %d is outside the model's range (%d-%d)"
+                      % (xs.scatterers().size(), a_lo, a_hi))
   timings["refinement"] = time.time() - t
 
   solved = explains_data(r1, cc, params) and not warnings

@@ -279,25 +279,65 @@ def complete(xray_structure, f_obs, n_wanted, element="C", min_distance=1.2):
     peak_search_level=1, interpolate=True, min_distance_sym_equiv=1.0,
     max_clusters=4 * n_wanted + 20)).all(max_clusters=4 * n_wanted + 20)
   uc = xray_structure.unit_cell()
-  existing = [np.array(uc.orthogonalize(sc.site)) for sc in xray_structure.scatterers()]
+  existing = [sc.site for sc in xray_structure.scatterers()]
   added = 0
   for site_frac in search.sites():
     if added == n_missing:
       break
-    x = np.array(uc.orthogonalize(site_frac))
-    ok = True
-    for e in existing:
-      d = uc.distance(uc.fractionalize(tuple(x)), uc.fractionalize(tuple(e)))
-      if d < min_distance:
-        ok = False
-        break
-    if ok:
-      existing.append(x)
+    if all(uc.mod_short_distance(site_frac, e) >= min_distance for e in existing):
+      existing.append(site_frac)
       added += 1
       xray_structure.add_scatterer(xray.scatterer(
         label="%s%d" % (element, xray_structure.scatterers().size() + 1),
         site=site_frac, u=0.02, scattering_type=element))
   return xray_structure, added
+
+
+def adjust_atom_count(xray_structure, f_obs, element="C", add_ratio=0.5, drop_ratio=0.5,
+                      min_distance=1.2, max_atoms=None):
+  """One round of difference-Fourier bookkeeping when the atom count is not
+  known: atoms where the F_obs - k|F_calc| map (model phases) is deeply
+  negative are dropped, and its positive peaks away from every atom are added.
+
+  Heights are compared with the model's own density at its atoms (median of
+  the k*F_calc map there), so the rule holds for any scale, resolution and
+  U_iso.  Returns (new structure, n_added, n_dropped)."""
+  from cctbx import maptbx, xray
+  from cctbx.array_family import flex
+  f_calc = f_obs.structure_factors_from_scatterers(xray_structure, algorithm="direct").f_calc()
+  fc = abs(f_calc).data()
+  k = flex.sum(f_obs.data() * fc) / max(flex.sum(fc * fc), 1e-30)
+  gridding = f_obs.crystal_gridding(resolution_factor=0.25, symmetry_flags=maptbx.use_space_group_symmetry)
+  model_map = (f_calc * k).fft_map(crystal_gridding=gridding).real_map_unpadded()
+  diff_coeffs = f_obs.customized_copy(data=f_obs.data() - k * fc, sigmas=None).phase_transfer(f_calc)
+  diff_fft = diff_coeffs.fft_map(crystal_gridding=gridding)
+  diff_map = diff_fft.real_map_unpadded()
+  scatterers = xray_structure.scatterers()
+  model_heights = np.array([model_map.eight_point_interpolation(sc.site) for sc in scatterers])
+  diff_at_atoms = np.array([diff_map.eight_point_interpolation(sc.site) for sc in scatterers])
+  reference = float(np.median(model_heights)) if len(model_heights) else 0.0
+  if reference <= 0:
+    return xray_structure, 0, 0
+  keep = diff_at_atoms > -drop_ratio * model_heights
+  if keep.sum() < 1:
+    keep[np.argmax(diff_at_atoms)] = True
+  result = xray_structure.select(flex.bool(keep.tolist()))
+  n_dropped = int((~keep).sum())
+  uc = result.unit_cell()
+  room = None if max_atoms is None else max(max_atoms - result.scatterers().size(), 0)
+  peaks = diff_fft.peak_search(maptbx.peak_search_parameters(
+    peak_search_level=1, interpolate=True, min_distance_sym_equiv=1.0, max_clusters=50),
+    verify_symmetry=False).all(max_clusters=50)
+  n_added = 0
+  for site, height in zip(peaks.sites(), peaks.heights()):
+    if height < add_ratio * reference or (room is not None and n_added >= room):
+      break
+    if any(uc.mod_short_distance(site, sc.site) < min_distance for sc in result.scatterers()):
+      continue
+    n_added += 1
+    result.add_scatterer(xray.scatterer(label="%s%d" % (element, result.scatterers().size() + 1),
+                                        site=site, u=0.02, scattering_type=element))
+  return result, n_added, n_dropped
 
 
 def peaks_as_structure(map_coeffs, n_sites, element="C", u_iso=0.02, min_distance=1.0,

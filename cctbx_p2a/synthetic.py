@@ -141,8 +141,13 @@ class Case:
   completeness: float
 
 
-def make_case(seed, params):
-  """A seeded random case from the `synthetic` PHIL scope (extracted .synthetic)."""
+def make_case(seed, params, d_min_floor=0.0):
+  """A seeded random case from the `synthetic` PHIL scope (extracted .synthetic).
+
+  d_min_floor: simulate no finer than this (the case still records the drawn
+  d_min).  Training passes the network's input_d_min, finer reflections being
+  cut before the Patterson anyway: a 60 A cell at 1 A costs ~30x more than
+  at 2 A.  Only the noise floor (noise * mean(I) / 20) sees the difference."""
   rng = np.random.default_rng(seed)
   lo, hi = (list(params.n_atoms) * 2)[:2]
   n_atoms = int(rng.integers(lo, hi + 1))
@@ -154,7 +159,7 @@ def make_case(seed, params):
   d_min = draw(rng, params.d_min)
   noise = draw(rng, params.noise)
   completeness = draw(rng, params.completeness)
-  f_obs = simulated_data(xs, d_min, rng, noise=noise, completeness=completeness,
+  f_obs = simulated_data(xs, max(d_min, d_min_floor), rng, noise=noise, completeness=completeness,
                          observation=params.observation)
   return Case(seed=seed, xray_structure=xs, sites_centred=sites, f_obs=f_obs,
               d_min=d_min, noise=noise, completeness=completeness)
@@ -174,7 +179,7 @@ def ablation_offset(seed, max_shift=4.0):
 def training_pair(seed, synthetic_params, patterson_params, target_params, output_grid):
   """(input grid, target grid) for one seed: the data goes through the same
   Patterson stage as a user's reflection file."""
-  case = make_case(seed, synthetic_params)
+  case = make_case(seed, synthetic_params, d_min_floor=patterson_params.input_d_min)
   x = patterson.model_input_from_params(as_amplitudes(case.f_obs), patterson_params)
   sites = case.sites_centred
   if not target_params.centre:

@@ -128,12 +128,17 @@ def run(params, log=sys.stdout, progress=True):
   stem = os.path.join(t.output_dir, t.name)
   ckpt_path = stem + ".ckpt"
   step, history, elapsed_before = 0, [], 0.0
+  init_from = None
+  if t.init_from and not t.resume:
+    init_from = start_from_model(net, t.init_from, params, geometry)
+    print("Starting from the weights of %s (%s)" % (init_from["name"], init_from["sha256"][:12]), file=log)
   if t.resume:
     state = torch.load(t.resume, map_location=device, weights_only=False)
     net.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     step, history, elapsed_before = state["step"], state["history"], state["elapsed_s"]
     torch.set_rng_state(state["torch_rng"])
+    init_from = state.get("init_from")
     print("Resumed from %s at step %d" % (t.resume, step), file=log)
   print("Model: %s, %d parameters; grid %d^3 -> %d^3 at %.2f A; device %s" % (
     params.network.architecture, network.count_parameters(net), geometry.input.n,
@@ -187,7 +192,8 @@ def run(params, log=sys.stdout, progress=True):
       save_checkpoint(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(),
                                   "step": step, "history": history,
                                   "elapsed_s": elapsed_before + elapsed,
-                                  "torch_rng": torch.get_rng_state(), "params": params_text(params)})
+                                  "torch_rng": torch.get_rng_state(), "params": params_text(params),
+                                  "init_from": init_from})
     if out_of_time:
       print("\nStopped at step %d; continue with train.resume=%s" % (step, ckpt_path),
             file=log)
@@ -196,6 +202,8 @@ def run(params, log=sys.stdout, progress=True):
     print("", file=log)
   train_seconds = elapsed_before + time.time() - t0
   card = model_card(params, geometry, net, history, train_seconds, device, finished=step >= t.steps)
+  if init_from:
+    card["training"]["init_from"] = init_from
   net_cpu = net.to("cpu").eval()
   if step >= t.steps and t.evaluation_cases > 0:
     from cctbx_p2a import evaluation
@@ -205,6 +213,24 @@ def run(params, log=sys.stdout, progress=True):
   card = network.save(net_cpu, stem, card)
   print("Wrote %s.pt and %s.json" % (stem, stem), file=log)
   return card
+
+
+def start_from_model(net, name_or_path, params, geometry):
+  """Copy a trained model's weights into `net` (fine-tuning); returns what
+  the card records about it.  The architecture and grids must match."""
+  from libtbx.utils import Sorry
+  model = network.load(name_or_path)
+  arch = model.card["architecture"]
+  if (arch["name"], arch["channels"]) != (params.network.architecture, params.network.channels) \
+      or model.card["grid"] != geometry.as_dict():
+    raise Sorry("train.init_from=%s is a %s (channels %d) on grid %s; this run builds a %s "
+                "(channels %d) on grid %s. Set network.* and patterson.box_edge/voxel, "
+                "target.output_box_edge to match, or start from random weights."
+                % (name_or_path, arch["name"], arch["channels"], model.card["grid"],
+                   params.network.architecture, params.network.channels, geometry.as_dict()))
+  net.load_state_dict(model.net.state_dict())
+  return {"name": model.name, "sha256": model.card.get("sha256"),
+          "examples_seen": model.card.get("training_data", {}).get("examples_seen")}
 
 
 def format_seconds(s):
@@ -231,6 +257,7 @@ def model_card(params, geometry, net, history, seconds, device, finished):
     "patterson": {"resolution_factor": params.patterson.resolution_factor,
                   "sharpening": params.patterson.sharpening,
                   "origin_peak_removal": params.patterson.origin_peak_removal,
+                  "input_d_min": params.patterson.input_d_min,
                   "normalisation": "zero mean, unit RMS over the input window"},
     "target": {"sigma": params.target.sigma, "inverses": params.target.inverses,
                "centre": params.target.centre},

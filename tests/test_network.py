@@ -1,12 +1,14 @@
 """The network stage: shapes, exact centrosymmetry, and model files with cards."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 from libtbx.utils import Sorry
 
-from cctbx_p2a import network
+from cctbx_p2a import inference, model_files, network
 
 
 @pytest.mark.parametrize("arch,n_in,n_out,channels", [("unet", 32, 24, 4), ("hurwitz2020", 16, 16, 4)])
@@ -53,6 +55,28 @@ def test_save_load_round_trip_and_sha256(tmp_path):
   assert np.allclose(model.predict(x), expected, atol=1e-6)
 
 
+def test_numpy_engine_gives_the_torch_output(tmp_path):
+  """Phasing runs the unet from its .npz without torch; it must be the same network."""
+  torch.manual_seed(2)
+  net = network.build("unet", 32, 24, 4)
+  network.save(net, str(tmp_path / "m"), _card())
+  fast = model_files.load(str(tmp_path / "m"))
+  assert isinstance(fast, inference.NumpyModel)
+  x = np.random.default_rng(1).normal(size=(32, 32, 32)).astype(np.float32)
+  expected = network.load(str(tmp_path / "m")).predict(x)
+  assert np.abs(fast.predict(x) - expected).max() < 1e-5 * np.abs(expected).max() + 1e-6
+
+
+def test_phasing_does_not_import_torch():
+  """torch takes seconds to import; p2a.solve on a shipped unet must not need it."""
+  code = ("import sys, cctbx_p2a; from cctbx_p2a import phil, synthetic; "
+          "case = synthetic.make_case(5, phil.extract('synthetic').synthetic); "
+          "r = cctbx_p2a.solve(case.f_obs, **{'solve.composition': 'C10'}); "
+          "print(r.solved, 'torch' in sys.modules)")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+  assert out.stdout.split() == ["True", "False"], out.stdout + out.stderr[-2000:]
+
+
 def test_damaged_weights_are_refused(tmp_path):
   net = network.build("unet", 32, 24, 4)
   network.save(net, str(tmp_path / "m"), _card())
@@ -60,6 +84,10 @@ def test_damaged_weights_are_refused(tmp_path):
     f.write(b"junk")
   with pytest.raises(Sorry, match="sha256"):
     network.load(str(tmp_path / "m"))
+  with open(tmp_path / "m.npz", "ab") as f:
+    f.write(b"junk")
+  with pytest.raises(Sorry, match="sha256"):
+    model_files.load(str(tmp_path / "m"))
 
 
 def test_missing_model_names_the_shipped_ones():
@@ -73,7 +101,9 @@ def test_shipped_model_loads_with_a_complete_card_and_finds_the_atoms():
   import cctbx_p2a
   from cctbx_p2a import baselines, phil, synthetic
   model = cctbx_p2a.load_model()
-  assert model.card["sha256"] == network.sha256_of(model.path)
+  stem = model_files.resolve_model_path("default")
+  assert model.card["sha256"] == network.sha256_of(stem + ".pt")
+  assert model.card["numpy_weights"]["sha256"] == network.sha256_of(stem + ".npz")
   for key in ("architecture", "grid", "training_data", "domain", "metrics", "hardware",
               "wall_time_s", "versions"):
     assert key in model.card, key

@@ -104,3 +104,18 @@ def test_oblique_cell_gives_the_same_cartesian_grid(pparams):
   assert np.sqrt((diff * diff).mean()) < 0.1
   c = grid_of(molecule(seed=8), pparams, cell=OBLIQUE)
   assert np.corrcoef(a.ravel(), c.ravel())[0, 1] < 0.9
+
+
+def test_data_finer_than_input_d_min_give_the_input_of_data_cut_there(pparams):
+  """1 A data and the same data stopped at input_d_min make one network input,
+  so the network needs to know one resolution regime only above it."""
+  xs = synthetic.place_in_cell(molecule(), uctbx.unit_cell(CUBIC), ["C"] * 10, 0.02,
+                               centroid_frac=(0.5, 0.5, 0.5))
+  fine = grid_of_structure(xs, pparams, d_min=1.0)
+  at_cut = grid_of_structure(xs, pparams, d_min=pparams.input_d_min)
+  assert np.allclose(fine, at_cut, atol=2e-3)  # a few reflections right at the cut differ
+  uncut = patterson.model_input_from_params(
+    xs.structure_factors(d_min=1.0, algorithm="direct").f_calc().amplitudes()
+    .set_observation_type_xray_amplitude(),
+    phil.extract("patterson", **{"patterson.input_d_min": 0}).patterson)
+  assert not np.allclose(fine, uncut, atol=1e-2)

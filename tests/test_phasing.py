@@ -141,4 +141,22 @@ def test_atom_count_comes_from_composition_model_or_map():
 
 def test_composition_outside_the_domain_is_refused(cases):
   with pytest.raises(Sorry, match="atoms is outside"):
-    cctbx_p2a.solve(reflections.read(str(cases / "amp.mtz")).f_obs, **{"solve.composition": "C14"})
+    cctbx_p2a.solve(reflections.read(str(cases / "amp.mtz")).f_obs, **{"solve.composition": "C30"})
+  with pytest.raises(Sorry, match="atoms is outside"):  # the paper's model knows 10 atoms only
+    cctbx_p2a.solve(reflections.read(str(cases / "amp.mtz")).f_obs,
+                    **{"solve.composition": "C14", "solve.model": "paper"})
+
+
+# Beyond the paper's case: an oblique cell, mixed elements with a sulphur,
+# noisy intensities, 15 % of reflections missing, 1.6 A data.
+REALISTIC = ["unit_cell=37 43 49 78 96 104", "observation=intensities", "noise=0.06 0.06",
+             "completeness=0.85 0.85", "d_min=1.6 1.6", "n_atoms=12", "elements=C N O",
+             "heavy_atom_fraction=1", "u_iso=0.035 0.035"]
+
+
+def test_oblique_noisy_incomplete_data_solve_end_to_end(tmp_cwd):
+  run(simulate, ["seed=31", "output.prefix=real"] + REALISTIC)
+  run(solve, ["real.mtz", "output.prefix=out"])   # no composition: the count is found too
+  summary = assert_solved("out", "real.pdb")
+  assert summary["n_sites"] == 12 and "estimated" in summary["n_sites_source"]
+  assert summary["r1"] < 0.15

@@ -52,3 +52,26 @@ def test_interrupted_run_resumes_to_the_same_state(tmp_path):
   assert b["step"] == a["step"] == 6
   for name, tensor in a["model"].items():
     assert torch.allclose(tensor, b["model"][name], atol=1e-6), name
+
+
+def test_fine_tuning_starts_from_the_given_model(tmp_path):
+  base = tiny_params(tmp_path / "base", **{"train.steps": 3, "train.validate_every": 100})
+  train.run(base, progress=False)
+  source = str(tmp_path / "base" / "p2a_model.pt")
+  tuned = tiny_params(tmp_path / "tuned", **{"train.steps": 1, "train.validate_every": 100,
+                                            "train.init_from": source, "train.learning_rate": 0.0,
+                                            "train.seed": 7})
+  card = train.run(tuned, progress=False)
+  start = torch.load(source, weights_only=True)["state_dict"]
+  after = torch.load(str(tmp_path / "tuned" / "p2a_model.pt"), weights_only=True)["state_dict"]
+  for name, tensor in start.items():   # learning rate 0: the weights are the source's
+    assert torch.allclose(tensor, after[name]), name
+  assert card["training"]["init_from"]["sha256"] == json.load(
+    open(tmp_path / "base" / "p2a_model.json"))["sha256"]
+
+
+def test_fine_tuning_from_another_architecture_is_refused(tmp_path):
+  from libtbx.utils import Sorry
+  params = tiny_params(tmp_path, **{"train.steps": 1, "train.init_from": "paper"})
+  with pytest.raises(Sorry, match="init_from=paper"):
+    train.run(params, progress=False)
