@@ -57,12 +57,26 @@ def summarise(case_scores, times):
   }
 
 
+def atom_count_calibration(masses, counts):
+  """Atom-map mass per atom (ratio of sums over cases) and how well mass /
+  that ratio recovers the count: the fraction of cases estimated exactly and
+  the RMS relative error.  phasing.atom_count uses the ratio."""
+  masses, counts = np.asarray(masses, float), np.asarray(counts, float)
+  if not len(counts):
+    return {}
+  per_atom = float(masses.sum() / counts.sum())
+  estimate = np.maximum(np.rint(masses / per_atom), 1)
+  return {"atom_map_mass_per_atom": per_atom,
+          "atom_count_exact": float(np.mean(estimate == counts)),
+          "atom_count_rms_relative_error": float(np.sqrt(np.mean((estimate / counts - 1) ** 2)))}
+
+
 def evaluate_network(model, params, n_cases, log=sys.stdout, stream=None, seed=None):
   """The paper's evaluation on fresh seeded cases (a stream not used in training)."""
-  from cctbx_p2a import patterson, synthetic, train
+  from cctbx_p2a import patterson, sites, synthetic, train
   stream = train.EVALUATION_STREAM if stream is None else stream
   seed = params.train.seed if seed is None else seed
-  scores, times = [], []
+  scores, times, masses, counts = [], [], [], []
   for k in range(n_cases):
     case = synthetic.make_case(train.example_seed(seed, stream, k), params.synthetic,
                                d_min_floor=params.patterson.input_d_min)
@@ -71,10 +85,16 @@ def evaluate_network(model, params, n_cases, log=sys.stdout, stream=None, seed=N
     y = model.predict(x)
     times.append(time.time() - t0)
     scores.append(score_read_out(case.sites_centred, y, model.voxel))
+    masses.append(sites.atom_map_mass(y))
+    counts.append(len(case.sites_centred))
   result = summarise(scores, times)
+  result.update(atom_count_calibration(masses, counts))
   print("Evaluation on %d fresh cases: mean error %s A, atoms within 0.5 A %.3f, within 1.0 A %.3f, "
         "all atoms found %.3f, peaks within 1 A of an atom %.3f, %.3f s per case" % (
           result["cases"], "%.3f" % result["mean_error_A"] if result["mean_error_A"] is not None else "n/a",
           result["atoms_within_0.5A"], result["atoms_within_1.0A"], result["success_rate"],
           result["peak_precision"], result["median_time_s"] or 0), file=log)
+  print("Atom count from the map's mass: %.2f per atom; exact in %.0f %% of cases, RMS relative "
+        "error %.2f" % (result["atom_map_mass_per_atom"], 100 * result["atom_count_exact"],
+                        result["atom_count_rms_relative_error"]), file=log)
   return result

@@ -65,15 +65,19 @@ def elements_for_sites(composition, n_sites):
 ESTIMATED = "estimated from the atom map"
 
 
-def atom_count(n_from_composition, model, pairs, centre):
+def atom_count(n_from_composition, model, pairs, centre, mass=None):
   """How many atoms to place: the composition when given; else the model's
-  own atom count when it was trained on one count only; else one atom per
-  inverse pair of peaks (plus centre peaks) -- an estimate, said as such."""
+  own atom count when it was trained on one count only; else the atom map's
+  mass over the mass per atom measured for this model (its card), or failing
+  that one atom per inverse pair of peaks -- an estimate, said as such."""
   if n_from_composition is not None:
     return n_from_composition, "composition"
   lo, hi = model.domain.get("n_atoms", [0, 0])
   if lo == hi and lo > 0:
     return lo, "from the model's domain (trained on %d-atom molecules only)" % lo
+  per_atom = model.card.get("metrics", {}).get("atom_map_mass_per_atom") if hasattr(model, "card") else None
+  if mass is not None and per_atom:
+    return max(int(round(mass / per_atom)), 1), ESTIMATED
   return len(pairs) + len(centre), ESTIMATED
 
 
@@ -209,16 +213,56 @@ def finish_structure(xs, f_obs, n_sites, element, params, staged=True):
   return xs, r1, cc, f_calc, steps
 
 
-def settle_atom_count(xs, f_obs, element, params):
-  """When the count was estimated, let the data correct it: rounds of
-  sites.adjust_atom_count + refinement, each kept only if R1 does not rise
-  by more than 0.005.  Returns (structure, R1, CC, F_calc, added, dropped)."""
+def type_heavy_atoms(xs, f_obs, params, max_atoms=2):
+  """When the composition is not known every site starts as carbon; a sulphur
+  (or heavier) modelled as carbon drags the scale up and every other U_iso
+  with it, and the difference map is then useless for counting.  The atom
+  with the lowest refined U_iso, when well below the median, is tried as
+  each of sites.heavy_elements.  Returns (structure, [what was changed])."""
+  from cctbx import xray
+  rp = params.refinement
+  r1 = sites.r1_and_cc(f_obs, xs)[0]
+  changed = []
+  for _ in range(max_atoms):
+    u = np.array([sc.u_iso for sc in xs.scatterers()])
+    light = [i for i, sc in enumerate(xs.scatterers()) if sc.label.rstrip("0123456789") not in
+             params.sites.heavy_elements]
+    if len(light) < 2:
+      break
+    i = min(light, key=lambda j: u[j])
+    if u[i] > 0.5 * np.median(u[light]):
+      break
+    best = None
+    for element in params.sites.heavy_elements:
+      scatterers = xs.scatterers().deep_copy()
+      scatterers[i].scattering_type = element
+      scatterers[i].label = "%s%d" % (element, i + 1)
+      trial = xray.structure(crystal_symmetry=xs.crystal_symmetry(), scatterers=scatterers)
+      sites.refine(trial, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
+                   max_reflections=rp.max_reflections)
+      r1_trial = sites.r1_and_cc(f_obs, trial)[0]
+      if best is None or r1_trial < best[1]:
+        best = (trial, r1_trial, element)
+    if best[1] > 0.9 * r1:
+      break
+    xs, r1 = best[0], best[1]
+    changed.append("site %d as %s (R1 %.3f)" % (i + 1, best[2], r1))
+  return xs, changed
+
+
+def settle_atom_count(xs, f_obs, element, params, max_atoms=None):
+  """Let difference maps correct the model: rounds of sites.adjust_atom_count
+  + refinement, each kept only if R1 does not rise by more than 0.005.  With
+  an estimated count atoms may be added and dropped freely; with a known one
+  (max_atoms) a wrong atom can only move to a better peak.
+  Returns (structure, R1, CC, F_calc, added, dropped)."""
   sp, rp = params.sites, params.refinement
   r1, cc, f_calc = sites.r1_and_cc(f_obs, xs)
   added = dropped = 0
   for _ in range(sp.count_rounds):
     trial, n_add, n_drop = sites.adjust_atom_count(
-      xs, f_obs, element=element, add_ratio=sp.count_add_ratio, drop_ratio=sp.count_drop_ratio)
+      xs, f_obs, element=element, add_ratio=sp.count_add_ratio, drop_ratio=sp.count_drop_ratio,
+      max_atoms=max_atoms)
     if n_add == n_drop == 0:
       break
     sites.refine(trial, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
@@ -308,9 +352,9 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
   sp = params.sites
   peaks, heights = sites.find_peaks(atom_map, model.voxel, threshold=sp.peak_threshold)
   pairs, centre = sites.inverse_pairs(peaks, heights, tolerance=sp.pair_tolerance)
-  n_sites, n_source = atom_count(n_from_composition, model, pairs, centre)
+  n_sites, n_source = atom_count(n_from_composition, model, pairs, centre, sites.atom_map_mass(atom_map))
   if n_source != "composition":
-    notes.append("atom count %d %s (the map shows %d inverse pairs + %d at the centre); "
+    notes.append("atom count %d %s (its mass; it shows %d inverse pairs + %d at the centre); "
                  "give composition= to set it" % (n_sites, n_source, len(pairs), len(centre)))
   if n_sites == 0:
     raise Sorry("The atom map has no peaks above sites.peak_threshold=%.2f: the network sees no "
@@ -334,6 +378,11 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
     if explains_data(r1, cc, params):
       break
   xs, r1, cc, f_calc, hand_score = best
+  if n_source == ESTIMATED and sp.heavy_elements:
+    xs, changed = type_heavy_atoms(xs, f_obs, params)
+    if changed:
+      r1, cc, f_calc = sites.r1_and_cc(f_obs, xs)
+      notes.append("heavy atoms from refined U_iso: " + "; ".join(changed))
   if n_source == ESTIMATED and sp.count_rounds:
     n_before = xs.scatterers().size()
     xs, r1, cc, f_calc, added, dropped = settle_atom_count(xs, f_obs, element_list[-1], params)
@@ -345,6 +394,11 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
     if not a_lo <= xs.scatterers().size() <= a_hi:
       warnings.append("the estimated atom count %d is outside the model's range (%d-%d)"
                       % (xs.scatterers().size(), a_lo, a_hi))
+  elif sp.count_rounds:
+    xs, r1, cc, f_calc, added, dropped = settle_atom_count(xs, f_obs, element_list[-1], params,
+                                                           max_atoms=n_sites)
+    if added or dropped:
+      notes.append("difference maps moved %d atoms" % dropped)
   timings["refinement"] = time.time() - t
 
   solved = explains_data(r1, cc, params) and not warnings

@@ -66,6 +66,14 @@ def find_peaks(atom_map, voxel, threshold=0.1, max_peaks=None):
 
 # --- inverse pairs -----------------------------------------------------------
 
+def atom_map_mass(atom_map, floor=0.02):
+  """Integrated density of the atom map above a small floor.  Where atoms
+  blur into one another and peaks merge, the mass still grows with the atom
+  count; the model card's metrics give the mass per atom measured on fresh
+  synthetic cases (evaluation.evaluate_network)."""
+  return float(atom_map[atom_map > floor].sum())
+
+
 def inverse_pairs(peaks, heights, tolerance=0.6, centre_radius=0.5):
   """Group centrosymmetric peaks into inverse pairs.
 
@@ -244,24 +252,68 @@ def refine(xray_structure, f_obs, cycles=2, max_iterations=25, refine_u_iso=True
     f_obs = f_obs.select(flex.size_t(sorted(keep.tolist())))
   target = xray.target_functors.unified_least_squares_residual(f_obs)
   termination = scitbx.lbfgs.termination_parameters(max_iterations=max_iterations)
-  scatterers = xray_structure.scatterers()
   for cycle in range(cycles):
+    if refine_u_iso and cycle > 0:
+      fit_overall_u_iso(xray_structure, f_obs, target)
+    scatterers = xray_structure.scatterers()
     scatterers.flags_set_grads(state=False)
     everything = flex.size_t_range(scatterers.size())
     scatterers.flags_set_grad_site(iselection=everything)
     if refine_u_iso and cycle > 0:
       scatterers.flags_set_grad_u_iso(iselection=everything)
+    before = scatterers.deep_copy()
     try:
       xray.minimization.lbfgs(target_functor=target, xray_structure=xray_structure,
                               lbfgs_termination_params=termination,
                               structure_factor_algorithm="direct")
-    except RuntimeError as e:  # e.g. a U_iso running away on a wrong atom
+    except RuntimeError as e:  # a U_iso stepping far below zero (a wrong element or atom)
       if "arg_limit" not in str(e):
         raise
-    xray_structure.tidy_us(u_min=0.001)
+      xray_structure.replace_scatterers(before)
+      if cycle > 0:  # sites only, keeping the overall U
+        scatterers = xray_structure.scatterers()
+        scatterers.flags_set_grads(state=False)
+        scatterers.flags_set_grad_site(iselection=everything)
+        xray.minimization.lbfgs(target_functor=target, xray_structure=xray_structure,
+                                lbfgs_termination_params=termination,
+                                structure_factor_algorithm="direct")
     for sc in xray_structure.scatterers():
-      sc.u_iso = min(max(sc.u_iso, 0.001), 0.5)
+      sc.u_iso = min(max(sc.u_iso, U_ISO_RANGE[0]), U_ISO_RANGE[1])
   return xray_structure
+
+
+U_ISO_RANGE = (0.001, 0.5)
+
+
+def fit_overall_u_iso(xray_structure, f_obs, target, lo=0.002, hi=0.15, steps=18):
+  """Give every atom the one U_iso that fits the data best (golden-section
+  search of the least-squares target).  Atoms start at U = 0.02 whatever
+  the thermal motion, and free per-atom U from so far off (or on a wrong
+  element) can step below zero, which the minimiser cannot recover from."""
+  scatterers = xray_structure.scatterers()
+
+  def residual(u):
+    for sc in scatterers:
+      sc.u_iso = u
+    xray_structure.replace_scatterers(scatterers)
+    f_calc = f_obs.structure_factors_from_scatterers(xray_structure, algorithm="direct").f_calc()
+    return target(f_calc, False).target()
+
+  g = (np.sqrt(5) - 1) / 2
+  a, b = lo, hi
+  c, d = b - g * (b - a), a + g * (b - a)
+  fc, fd = residual(c), residual(d)
+  for _ in range(steps):
+    if fc < fd:
+      b, d, fd = d, c, fc
+      c = b - g * (b - a)
+      fc = residual(c)
+    else:
+      a, c, fc = c, d, fd
+      d = a + g * (b - a)
+      fd = residual(d)
+  residual(0.5 * (a + b))
+  return 0.5 * (a + b)
 
 
 def complete(xray_structure, f_obs, n_wanted, element="C", min_distance=1.2):
@@ -293,11 +345,12 @@ def complete(xray_structure, f_obs, n_wanted, element="C", min_distance=1.2):
   return xray_structure, added
 
 
-def adjust_atom_count(xray_structure, f_obs, element="C", add_ratio=0.5, drop_ratio=0.5,
-                      min_distance=1.2, max_atoms=None):
+def adjust_atom_count(xray_structure, f_obs, element="C", add_ratio=0.3, drop_ratio=0.3,
+                      min_distance=1.2, max_atoms=None, u_wrong=0.25):
   """One round of difference-Fourier bookkeeping when the atom count is not
   known: atoms where the F_obs - k|F_calc| map (model phases) is deeply
-  negative are dropped, and its positive peaks away from every atom are added.
+  negative, or whose U_iso ran to u_wrong, are dropped, and its positive
+  peaks away from every atom are added.
 
   Heights are compared with the model's own density at its atoms (median of
   the k*F_calc map there), so the rule holds for any scale, resolution and
@@ -318,7 +371,8 @@ def adjust_atom_count(xray_structure, f_obs, element="C", add_ratio=0.5, drop_ra
   reference = float(np.median(model_heights)) if len(model_heights) else 0.0
   if reference <= 0:
     return xray_structure, 0, 0
-  keep = diff_at_atoms > -drop_ratio * model_heights
+  u_iso = np.array([sc.u_iso for sc in scatterers])
+  keep = (diff_at_atoms > -drop_ratio * model_heights) & (u_iso < u_wrong)
   if keep.sum() < 1:
     keep[np.argmax(diff_at_atoms)] = True
   result = xray_structure.select(flex.bool(keep.tolist()))
