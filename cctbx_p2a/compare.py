@@ -22,6 +22,7 @@ import sys
 import time
 
 import numpy as np
+from libtbx.utils import Sorry
 
 SUITES = {
   # the paper's case: 10 C atoms, 40 A cubic P1 cell, 2.0 A, no noise
@@ -53,7 +54,6 @@ def synthetic_params(suite, overrides=None):
 
 def parse_sweep(text):
   """'d_min=1.0,1.5,2.0' -> ('d_min', [1.0, 1.5, 2.0])."""
-  from libtbx.utils import Sorry
   if not text:
     return None, [None]
   name, _, values = text.partition("=")
@@ -70,6 +70,17 @@ def parse_sweep(text):
   if name == "n_atoms":
     vals = [int(v) for v in vals]
   return name, vals
+
+
+def parse_fixed(text):
+  """'d_min=2.5 noise=0' -> {'d_min': 2.5, 'noise': 0.0}."""
+  fixed = {}
+  for item in (text or "").split():
+    name, vals = parse_sweep(item)
+    if len(vals) != 1:
+      raise Sorry("fix takes one value per name: fix=%s" % item)
+    fixed[name] = vals[0]
+  return fixed
 
 
 # --- one case, one method (runs in a worker process) -------------------------------
@@ -218,14 +229,18 @@ def format_table(summaries, parameter=None):
 
 
 def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, tolerance=0.5, nproc=0,
-                  model_name="default", log=sys.stdout, progress=True, baselines_params=None):
+                  model_name="default", log=sys.stdout, progress=True, baselines_params=None,
+                  fix=None):
   """Run every method on the same seeded cases (at each sweep point)."""
   import multiprocessing
   import click
   parameter, values = parse_sweep(sweep)
+  fixed = parse_fixed(fix)
+  if parameter in fixed:
+    raise Sorry("%s is both swept and fixed: drop it from fix=." % parameter)
   tasks = []
   for value in values:
-    overrides = {parameter: value} if parameter else {}
+    overrides = dict(fixed, **({parameter: value} if parameter else {}))
     for k in range(cases):
       for m in methods:
         tasks.append((m, suite, overrides, seed, k, tolerance))
@@ -248,7 +263,7 @@ def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, toleranc
     for m in methods:
       sel = [r for r in rows if r["method"] == m and (parameter is None or r["point"][parameter] == value)]
       summaries.append(((m, value), summarise(sel)))
-  return {"suite": suite, "cases": cases, "seed": seed, "parameter": parameter, "values": values,
+  return {"suite": suite, "fixed": fixed, "cases": cases, "seed": seed, "parameter": parameter, "values": values,
           "methods": list(methods), "tolerance": tolerance, "nproc": nproc,
           "wall_time_s": time.time() - t0, "summaries": summaries, "rows": rows}
 
@@ -277,7 +292,7 @@ def run_on_file(observed, reference, methods, seed=7, tolerance=0.5, model_name=
 def as_json(report):
   """{method: summary, ...} plus per-point entries when swept, and the settings."""
   out = {"settings": {k: report[k] for k in ("suite", "methods", "tolerance", "parameter") if k in report}}
-  for k in ("cases", "seed", "values", "nproc", "wall_time_s"):
+  for k in ("fixed", "cases", "seed", "values", "nproc", "wall_time_s"):
     if k in report:
       out["settings"][k] = report[k]
   for (m, value), s in report["summaries"]:

@@ -58,13 +58,15 @@ def summarise(case_scores, times):
 
 
 def atom_count_calibration(masses, counts):
-  """Atom-map mass per atom (ratio of sums over cases) and how well mass /
-  that ratio recovers the count: the fraction of cases estimated exactly and
-  the RMS relative error.  phasing.atom_count uses the ratio."""
+  """Atom-map mass per atom (median over cases: a few maps of cells where
+  neighbours' vectors crowd the window carry far more mass, and a ratio of
+  sums follows them) and how well mass / that value recovers the count: the
+  fraction of cases estimated exactly and the RMS relative error.
+  phasing.atom_count uses it."""
   masses, counts = np.asarray(masses, float), np.asarray(counts, float)
   if not len(counts):
     return {}
-  per_atom = float(masses.sum() / counts.sum())
+  per_atom = float(np.median(masses / counts))
   estimate = np.maximum(np.rint(masses / per_atom), 1)
   return {"atom_map_mass_per_atom": per_atom,
           "atom_count_exact": float(np.mean(estimate == counts)),

@@ -15,7 +15,7 @@ import os
 from libtbx.utils import Sorry
 
 MODELS_DIR = os.path.join(os.path.dirname(__file__), "models")
-DEFAULT_MODEL = "paper"   # what model=default means
+DEFAULT_MODEL = "realistic"   # what model=default means; "paper" stays loadable by name
 
 
 def sha256_of(path):

@@ -51,3 +51,17 @@ def test_sweep_parsing():
 def test_a_file_needs_a_reference(tmp_cwd):
   with pytest.raises(Sorry, match="reference="):
     run([EXAMPLE + ".mtz"])
+
+
+def test_realistic_sweep_with_a_fixed_parameter(tmp_cwd):
+  """suite=realistic, one parameter swept and another held: every case at
+  the held value; p2a_estimated_count reports how often it found the count."""
+  run(["suite=realistic", "methods=p2a_estimated_count", "cases=1", "nproc=1",
+       "sweep=noise=0,0.1", "fix=d_min=2.5", "seed=3"])
+  saved = json.load(open("p2a_compare.json"))
+  assert saved["settings"]["fixed"] == {"d_min": 2.5}
+  assert [p["noise"] for p in saved["p2a_estimated_count"]["points"]] == [0.0, 0.1]
+  assert "atom_count_right" in saved["p2a_estimated_count"]
+  with pytest.raises(Sorry, match="both swept and fixed"):
+    run(["suite=realistic", "methods=p2a", "sweep=d_min=2,3", "fix=d_min=2.5",
+         "output.overwrite=True"])

@@ -160,3 +160,24 @@ def test_oblique_noisy_incomplete_data_solve_end_to_end(tmp_cwd):
   summary = assert_solved("out", "real.pdb")
   assert summary["n_sites"] == 12 and "estimated" in summary["n_sites_source"]
   assert summary["r1"] < 0.15
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_atom_count_is_estimated_on_seeded_realistic_cases(k):
+  """Cases 0-2 of benchmarks/realistic_suite.sh (5, 18 and 12 atoms, some with
+  S): without composition= the count comes out right, and says it was estimated."""
+  from cctbx_p2a import compare, synthetic, train
+  case = synthetic.make_case(train.example_seed(5, compare.COMPARE_STREAM, k),
+                             compare.synthetic_params("realistic"))
+  result = cctbx_p2a.solve(case.f_obs)
+  assert "estimated" in result.n_sites_source
+  assert result.n_sites == case.xray_structure.scatterers().size()
+  assert result.solved
+
+
+def test_atom_count_from_the_maps_mass():
+  class Model:
+    domain = {"n_atoms": [4, 20]}
+    card = {"metrics": {"atom_map_mass_per_atom": 10.0}}
+  assert phasing.atom_count(None, Model(), [], [], mass=123.0) == (12, phasing.ESTIMATED)
+  assert phasing.atom_count(None, Model(), [], [], mass=2.0)[0] == 1

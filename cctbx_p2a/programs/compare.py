@@ -57,7 +57,7 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
       report = compare.run_synthetic(c.methods, suite=c.suite, cases=c.cases, seed=c.seed,
                                      sweep=c.sweep, tolerance=c.tolerance, nproc=c.nproc,
                                      model_name=c.model, log=self.logger,
-                                     baselines_params=p.baselines)
+                                     baselines_params=p.baselines, fix=c.fix)
     print("\n" + compare.format_table(report["summaries"], report["parameter"]), file=self.logger)
     self.report = compare.as_json(report)
     with open(prefix + ".json", "w") as f:
