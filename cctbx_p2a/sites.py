@@ -285,7 +285,7 @@ def refine(xray_structure, f_obs, cycles=2, max_iterations=25, refine_u_iso=True
 U_ISO_RANGE = (0.001, 0.5)
 
 
-def fit_overall_u_iso(xray_structure, f_obs, target, lo=0.002, hi=0.15, steps=18):
+def fit_overall_u_iso(xray_structure, f_obs, target, lo=0.002, hi=0.15, steps=12):
   """Give every atom the one U_iso that fits the data best (golden-section
   search of the least-squares target).  Atoms start at U = 0.02 whatever
   the thermal motion, and free per-atom U from so far off (or on a wrong
@@ -346,7 +346,7 @@ def complete(xray_structure, f_obs, n_wanted, element="C", min_distance=1.2):
 
 
 def adjust_atom_count(xray_structure, f_obs, element="C", add_ratio=0.3, drop_ratio=0.3,
-                      min_distance=1.2, max_atoms=None, u_wrong=0.25):
+                      min_distance=1.2, max_atoms=None, u_wrong=0.45):
   """One round of difference-Fourier bookkeeping when the atom count is not
   known: atoms where the F_obs - k|F_calc| map (model phases) is deeply
   negative, or whose U_iso ran to u_wrong, are dropped, and its positive
