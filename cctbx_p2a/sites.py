@@ -384,10 +384,18 @@ def adjust_atom_count(xray_structure, f_obs, element="C", add_ratio=0.3, drop_ra
     verify_symmetry=False).all(max_clusters=50)
   n_added = 0
   for site, height in zip(peaks.sites(), peaks.heights()):
-    if height < add_ratio * reference or (room is not None and n_added >= room):
+    if height < add_ratio * reference:
       break
     if any(uc.mod_short_distance(site, sc.site) < min_distance for sc in result.scatterers()):
       continue
+    if room is not None and n_added >= room:
+      if n_dropped or n_added or result.scatterers().size() < 2:
+        break
+      # the count is known and full: a strong peak away from every atom means
+      # one atom is wrong; the one that smeared itself out most makes room
+      worst = int(np.argmax([sc.u_iso for sc in result.scatterers()]))
+      result = result.select(flex.bool([i != worst for i in range(result.scatterers().size())]))
+      n_dropped, room = 1, 1
     n_added += 1
     result.add_scatterer(xray.scatterer(label="%s%d" % (element, result.scatterers().size() + 1),
                                         site=site, u=0.02, scattering_type=element))
