@@ -225,7 +225,7 @@ def type_heavy_atoms(xs, f_obs, params, max_atoms=2):
   changed = []
   for _ in range(max_atoms):
     u = np.array([sc.u_iso for sc in xs.scatterers()])
-    light = [i for i, sc in enumerate(xs.scatterers()) if sc.label.rstrip("0123456789") not in
+    light = [i for i, sc in enumerate(xs.scatterers()) if sc.scattering_type not in
              params.sites.heavy_elements]
     if len(light) < 2:
       break
@@ -385,7 +385,10 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
       notes.append("heavy atoms from refined U_iso: " + "; ".join(changed))
   if n_source == ESTIMATED and sp.count_rounds:
     n_before = xs.scatterers().size()
-    xs, r1, cc, f_calc, added, dropped = settle_atom_count(xs, f_obs, element_list[-1], params)
+    # an estimate may grow, but not without bound on data the model cannot read
+    max_atoms = int(1.5 * model.domain.get("n_atoms", [0, 10 ** 6])[1]) if n_sites else None
+    xs, r1, cc, f_calc, added, dropped = settle_atom_count(xs, f_obs, element_list[-1], params,
+                                                           max_atoms=max_atoms)
     n_source = "estimated: %d from the atom map, %+d/-%d by difference maps" % (n_sites, added, dropped)
     if added or dropped:
       notes.append("atom count %d -> %d from difference maps (added %d, dropped %d)"
@@ -401,6 +404,7 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
       notes.append("difference maps moved %d atoms" % dropped)
   timings["refinement"] = time.time() - t
 
+  xs = sites.relabel(xs)
   solved = explains_data(r1, cc, params) and not warnings
   if warnings and explains_data(r1, cc, params):
     notes.append("R1/CC pass, but the data were outside the model's domain: not marked solved")

@@ -399,7 +399,15 @@ def adjust_atom_count(xray_structure, f_obs, element="C", add_ratio=0.3, drop_ra
     n_added += 1
     result.add_scatterer(xray.scatterer(label="%s%d" % (element, result.scatterers().size() + 1),
                                         site=site, u=0.02, scattering_type=element))
-  return result, n_added, n_dropped
+  return relabel(result), n_added, n_dropped
+
+
+def relabel(xray_structure):
+  """Labels element + running number (C1, N2, S3, ...): unique, as SHELX and
+  CIF writers need after atoms were added and dropped."""
+  for i, sc in enumerate(xray_structure.scatterers()):
+    sc.label = "%s%d" % (sc.scattering_type, i + 1)
+  return xray_structure
 
 
 def peaks_as_structure(map_coeffs, n_sites, element="C", u_iso=0.02, min_distance=1.0,
