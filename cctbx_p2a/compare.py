@@ -141,7 +141,6 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
     r1 = sites.r1_and_cc(f_obs, xs)[0]
   else:
     if method not in baselines.METHODS:
-      from libtbx.utils import Sorry
       raise Sorry("Unknown method %r: choose from p2a, p2a_estimated_count, network, random_recycling, %s."
                   % (method, ", ".join(baselines.METHODS)))
     element = reference.scatterers()[0].scattering_type
@@ -207,7 +206,7 @@ def summarise(rows):
     r1s = [r["r1"] for r in rows if r.get("r1") is not None]
     out["mean_r1"] = float(np.mean(r1s)) if r1s else None
     if "n_sites" in rows[0]:  # p2a: how often the final atom count is the true one
-      out["atom_count_right"] = float(np.mean([r["n_sites"] == r["n_atoms"] for r in rows if "n_atoms" in r])) \
+      out["atom_count_right"] = float(np.mean([r["n_sites"] == r["n_atoms"] for r in rows])) \
         if all("n_atoms" in r for r in rows) else None
   return out
 

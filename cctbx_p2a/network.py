@@ -172,16 +172,15 @@ def install(path_stem, name, models_dir=MODELS_DIR):
   checked."""
   import shutil
   source = resolve_model_path(path_stem)
-  with open(source + ".json") as f:
-    card = json.load(f)
-  if card.get("sha256") != sha256_of(source + ".pt"):
-    raise Sorry("%s.pt does not match its card's sha256; not installing it." % source)
+  card = model_files.read_card(source)
+  model_files.check_weights(source + ".pt", card.get("sha256"))
+  if card.get("numpy_weights"):
+    model_files.check_weights(source + ".npz", card["numpy_weights"]["sha256"])
   target = os.path.join(models_dir, name)
   shutil.copyfile(source + ".pt", target + ".pt")
   card["name"] = name
   card["weights_file"] = name + ".pt"
   if card.get("numpy_weights"):
-    model_files.check_weights(source + ".npz", card["numpy_weights"]["sha256"])
     shutil.copyfile(source + ".npz", target + ".npz")
     card["numpy_weights"]["file"] = name + ".npz"
   with open(target + ".json", "w") as f:

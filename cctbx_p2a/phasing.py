@@ -75,7 +75,7 @@ def atom_count(n_from_composition, model, pairs, centre, mass=None):
   lo, hi = model.domain.get("n_atoms", [0, 0])
   if lo == hi and lo > 0:
     return lo, "from the model's domain (trained on %d-atom molecules only)" % lo
-  per_atom = model.card.get("metrics", {}).get("atom_map_mass_per_atom") if hasattr(model, "card") else None
+  per_atom = getattr(model, "card", {}).get("metrics", {}).get("atom_map_mass_per_atom")
   if mass is not None and per_atom:
     return max(int(round(mass / per_atom)), 1), ESTIMATED
   return len(pairs) + len(centre), ESTIMATED
@@ -177,35 +177,37 @@ def explains_data(r1, cc, params):
   return r1 <= params.success.r1_max and cc >= params.success.cc_min
 
 
+def refine(xs, f_obs, params):
+  """sites.refine with the refinement PHIL scope."""
+  rp = params.refinement
+  return sites.refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
+                      max_reflections=rp.max_reflections)
+
+
 def finish_structure(xs, f_obs, n_sites, element, params, staged=True):
   """Refine the network's sites, complete them from the phased F_obs map,
   and recycle (dual space) when the model still does not explain the data.
   Returns (structure, R1, CC, F_calc, [what was done])."""
   rp = params.refinement
   steps = []
-
-  def refine(structure):
-    sites.refine(structure, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
-                 max_reflections=rp.max_reflections)
-
   if staged and rp.start_d_min and f_obs.d_min() < rp.start_d_min - 0.05:
     # a rough start converges at low resolution first, then all data are used
     low = f_obs.resolution_filter(d_min=rp.start_d_min)
     xs, r1_low, _, _, _ = finish_structure(xs, low, n_sites, element, params, staged=False)
     steps.append("first to %.1f A (R1 %.3f)" % (rp.start_d_min, r1_low))
-  refine(xs)
+  refine(xs, f_obs, params)
   if rp.complete and xs.scatterers().size() < n_sites:
     xs, added = sites.complete(xs, f_obs, n_sites, element=element)
     if added:
       steps.append("completion added %d atoms" % added)
-      refine(xs)
+      refine(xs, f_obs, params)
   r1, cc, f_calc = sites.r1_and_cc(f_obs, xs)
   steps.append("refined R1 %.3f" % r1)
   if rp.recycle_cycles and not explains_data(r1, cc, params):
     recycled, n_cycles = sites.recycle(xs, f_obs, n_sites, element=element,
                                        max_cycles=rp.recycle_cycles,
                                        max_reflections=rp.max_reflections)
-    refine(recycled)
+    refine(recycled, f_obs, params)
     r1_new, cc_new, f_calc_new = sites.r1_and_cc(f_obs, recycled)
     steps.append("%d recycling cycles" % n_cycles)
     if r1_new < r1:
@@ -213,15 +215,14 @@ def finish_structure(xs, f_obs, n_sites, element, params, staged=True):
   return xs, r1, cc, f_calc, steps
 
 
-def type_heavy_atoms(xs, f_obs, params, max_atoms=2):
+def type_heavy_atoms(xs, fit, f_obs, params, max_atoms=2):
   """When the composition is not known every site starts as carbon; a sulphur
   (or heavier) modelled as carbon drags the scale up and every other U_iso
   with it, and the difference map is then useless for counting.  The atom
   with the lowest refined U_iso, when well below the median, is tried as
-  each of sites.heavy_elements.  Returns (structure, [what was changed])."""
+  each of sites.heavy_elements.  fit = (R1, CC, F_calc) of xs.
+  Returns (structure, its (R1, CC, F_calc), [what was changed])."""
   from cctbx import xray
-  rp = params.refinement
-  r1 = sites.r1_and_cc(f_obs, xs)[0]
   changed = []
   for _ in range(max_atoms):
     u = np.array([sc.u_iso for sc in xs.scatterers()])
@@ -237,27 +238,26 @@ def type_heavy_atoms(xs, f_obs, params, max_atoms=2):
       scatterers = xs.scatterers().deep_copy()
       scatterers[i].scattering_type = element
       scatterers[i].label = "%s%d" % (element, i + 1)
-      trial = xray.structure(crystal_symmetry=xs.crystal_symmetry(), scatterers=scatterers)
-      sites.refine(trial, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
-                   max_reflections=rp.max_reflections)
-      r1_trial = sites.r1_and_cc(f_obs, trial)[0]
-      if best is None or r1_trial < best[1]:
-        best = (trial, r1_trial, element)
-    if best[1] > 0.9 * r1:
+      trial = refine(xray.structure(crystal_symmetry=xs.crystal_symmetry(), scatterers=scatterers),
+                     f_obs, params)
+      trial_fit = sites.r1_and_cc(f_obs, trial)
+      if best is None or trial_fit[0] < best[1][0]:
+        best = (trial, trial_fit, element)
+    if best[1][0] > 0.9 * fit[0]:
       break
-    xs, r1 = best[0], best[1]
-    changed.append("site %d as %s (R1 %.3f)" % (i + 1, best[2], r1))
-  return xs, changed
+    xs, fit = best[0], best[1]
+    changed.append("site %d as %s (R1 %.3f)" % (i + 1, best[2], fit[0]))
+  return xs, fit, changed
 
 
-def settle_atom_count(xs, f_obs, element, params, max_atoms=None):
+def settle_atom_count(xs, fit, f_obs, element, params, max_atoms=None):
   """Let difference maps correct the model: rounds of sites.adjust_atom_count
   + refinement, each kept only if R1 does not rise by more than 0.005.  With
   an estimated count atoms may be added and dropped freely; with a known one
-  (max_atoms) a wrong atom can only move to a better peak.
-  Returns (structure, R1, CC, F_calc, added, dropped)."""
-  sp, rp = params.sites, params.refinement
-  r1, cc, f_calc = sites.r1_and_cc(f_obs, xs)
+  (max_atoms) a wrong atom can only move to a better peak.  fit = (R1, CC,
+  F_calc) of xs.  Returns (structure, R1, CC, F_calc, added, dropped)."""
+  sp = params.sites
+  r1, cc, f_calc = fit
   added = dropped = 0
   for _ in range(sp.count_rounds):
     trial, n_add, n_drop = sites.adjust_atom_count(
@@ -265,8 +265,7 @@ def settle_atom_count(xs, f_obs, element, params, max_atoms=None):
       max_atoms=max_atoms)
     if n_add == n_drop == 0:
       break
-    sites.refine(trial, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
-                 max_reflections=rp.max_reflections)
+    refine(trial, f_obs, params)
     r1_trial, cc_trial, f_calc_trial = sites.r1_and_cc(f_obs, trial)
     if r1_trial > r1 + 0.005:
       break
@@ -379,27 +378,25 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
       break
   xs, r1, cc, f_calc, hand_score = best
   if n_source == ESTIMATED and sp.heavy_elements:
-    xs, changed = type_heavy_atoms(xs, f_obs, params)
+    xs, (r1, cc, f_calc), changed = type_heavy_atoms(xs, (r1, cc, f_calc), f_obs, params)
     if changed:
-      r1, cc, f_calc = sites.r1_and_cc(f_obs, xs)
       notes.append("heavy atoms from refined U_iso: " + "; ".join(changed))
   if n_source == ESTIMATED and sp.count_rounds:
     n_before = xs.scatterers().size()
+    a_lo, a_hi = model.domain.get("n_atoms", [0, 10 ** 6])
     # an estimate may grow, but not without bound on data the model cannot read
-    max_atoms = int(1.5 * model.domain.get("n_atoms", [0, 10 ** 6])[1]) if n_sites else None
-    xs, r1, cc, f_calc, added, dropped = settle_atom_count(xs, f_obs, element_list[-1], params,
-                                                           max_atoms=max_atoms)
+    xs, r1, cc, f_calc, added, dropped = settle_atom_count(
+      xs, (r1, cc, f_calc), f_obs, element_list[-1], params, max_atoms=int(1.5 * a_hi))
     n_source = "estimated: %d from the atom map, %+d/-%d by difference maps" % (n_sites, added, dropped)
     if added or dropped:
       notes.append("atom count %d -> %d from difference maps (added %d, dropped %d)"
                    % (n_before, xs.scatterers().size(), added, dropped))
-    a_lo, a_hi = model.domain.get("n_atoms", [0, 10 ** 6])
     if not a_lo <= xs.scatterers().size() <= a_hi:
       warnings.append("the estimated atom count %d is outside the model's range (%d-%d)"
                       % (xs.scatterers().size(), a_lo, a_hi))
   elif sp.count_rounds:
-    xs, r1, cc, f_calc, added, dropped = settle_atom_count(xs, f_obs, element_list[-1], params,
-                                                           max_atoms=n_sites)
+    xs, r1, cc, f_calc, added, dropped = settle_atom_count(
+      xs, (r1, cc, f_calc), f_obs, element_list[-1], params, max_atoms=n_sites)
     if added or dropped:
       notes.append("difference maps moved %d atoms" % dropped)
   timings["refinement"] = time.time() - t

@@ -224,12 +224,17 @@ def structure_from_sites(sites_cart, crystal_symmetry, elements, u_iso=0.02,
   return xray.structure(crystal_symmetry=cs, scatterers=scatterers)
 
 
+def best_scale(fo, fc):
+  """The k minimising sum (|Fo| - k|Fc|)^2 (numpy arrays)."""
+  return float((fo * fc).sum() / max((fc * fc).sum(), 1e-30))
+
+
 def r1_and_cc(f_obs, xray_structure):
   """R1 = sum||Fo| - k|Fc|| / sum|Fo| and CC(|Fo|, |Fc|), with the best scale k."""
   f_calc = f_obs.structure_factors_from_scatterers(xray_structure, algorithm="direct").f_calc()
   fc = abs(f_calc)
   fo, fcd = f_obs.data().as_numpy_array(), fc.data().as_numpy_array()
-  k = (fo * fcd).sum() / max((fcd * fcd).sum(), 1e-30)
+  k = best_scale(fo, fcd)
   r1 = float(np.abs(fo - k * fcd).sum() / max(fo.sum(), 1e-30))
   cc = float(np.corrcoef(fo, fcd)[0, 1]) if fo.size > 1 else 0.0
   return r1, cc, f_calc
@@ -359,7 +364,7 @@ def adjust_atom_count(xray_structure, f_obs, element="C", add_ratio=0.3, drop_ra
   from cctbx.array_family import flex
   f_calc = f_obs.structure_factors_from_scatterers(xray_structure, algorithm="direct").f_calc()
   fc = abs(f_calc).data()
-  k = flex.sum(f_obs.data() * fc) / max(flex.sum(fc * fc), 1e-30)
+  k = best_scale(f_obs.data().as_numpy_array(), fc.as_numpy_array())
   gridding = f_obs.crystal_gridding(resolution_factor=0.25, symmetry_flags=maptbx.use_space_group_symmetry)
   model_map = (f_calc * k).fft_map(crystal_gridding=gridding).real_map_unpadded()
   diff_coeffs = f_obs.customized_copy(data=f_obs.data() - k * fc, sigmas=None).phase_transfer(f_calc)
@@ -437,14 +442,13 @@ def recycle(xray_structure, f_obs, n_sites, element="C", max_cycles=12, patience
   take the n_sites highest peaks of the 2mFo-DFc-like map (2|Fo| - k|Fc|), refine
   the sites briefly, keep the best model by R1.  A model with most atoms right
   converges in a few cycles; a wrong one does not, and R1 says so."""
-  from cctbx.array_family import flex
   best = xray_structure.deep_copy_scatterers()
   best_r1 = r1_and_cc(f_obs, best)[0]
   current, stall, cycles = best, 0, 0
   for cycles in range(1, max_cycles + 1):
     f_calc = f_obs.structure_factors_from_scatterers(current, algorithm="fft").f_calc()
     fc = abs(f_calc).data()
-    k = flex.sum(f_obs.data() * fc) / max(flex.sum(fc * fc), 1e-30)
+    k = best_scale(f_obs.data().as_numpy_array(), fc.as_numpy_array())
     coeffs = f_obs.customized_copy(data=2 * f_obs.data() - k * fc, sigmas=None).phase_transfer(f_calc)
     current = peaks_as_structure(coeffs, n_sites, element=element)
     refine(current, f_obs, cycles=1, max_iterations=10, refine_u_iso=False,
