@@ -159,7 +159,30 @@ def test_p21_systematic_absences_removed(f_p21):
   data = prepare(with_absent)
   assert data.f_obs.size() == f_p21.size()
   assert data.f_obs.sys_absent_flags().data().count(True) == 0
-  assert "removed %d systematically absent reflections" % n_absent in data.notes
+  assert any(n.startswith("removed %d systematically absent reflections "
+                          "(P 1 21 1): mean I/sigma 1.00" % n_absent)
+             for n in data.notes)
+  assert data.absences["n"] == n_absent
+  assert data.absences["mean_i_over_sigma"] == pytest.approx(1.0)
+  assert not any("contradict the space group" in w for w in data.warnings)
+
+
+def test_strong_absences_contradict_the_space_group(f_p21):
+  """Data of a P2 structure read as P21: the 0k0, k odd reflections are
+  strong, so the screw axis is wrong -- a warning, not a refusal."""
+  xs = df.structure("P2")
+  f_p2 = xs.structure_factors(d_min=1.5).f_calc().amplitudes()
+  f_p2 = f_p2.customized_copy(sigmas=f_p2.data() * 0.05 + 0.1)
+  as_p21 = f_p2.customized_copy(
+    crystal_symmetry=f_p21.crystal_symmetry()).set_observation_type_xray_amplitude()
+  n_absent = as_p21.sys_absent_flags().data().count(True)
+  assert n_absent > 0
+  data = prepare(as_p21)
+  assert data.absences["n"] == n_absent
+  assert data.absences["mean_i_over_sigma"] > 3
+  assert any("contradict the space group" in w and "P 1 21 1" in w
+             for w in data.warnings)
+  assert data.f_obs.size() == as_p21.size() - n_absent
 
 
 def test_unmerged_equivalents_are_merged(f_p21):
