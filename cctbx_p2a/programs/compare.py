@@ -72,8 +72,10 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
 
 
 def main(args=None):
-  common.run(Program, args, symmetry_key="reflections.symmetry_file")
+  """Console script p2a.compare; returns the exit status (0 done, 1 refused)."""
+  return common.run(Program, args, symmetry_key="reflections.symmetry_file")
 
 
 if __name__ == "__main__":
-  main()
+  import sys
+  sys.exit(main())

@@ -10,7 +10,6 @@ import cctbx_p2a  # noqa: F401  (must stay the first import, cctbx-notes §1)
 
 import os
 
-from iotbx.cli_parser import run_program
 from libtbx.program_template import ProgramTemplate
 from libtbx.utils import Sorry
 
@@ -115,10 +114,12 @@ Examples:
 
 
 def main(args=None):
-  """Console script: returns None so the exit status is 0 (a returned list
-  would be printed and exit 1); call run_program directly for the results."""
-  run_program(program_class=Program, args=args)
+  """Console script p2a.simulate; returns the exit status (0 done, 1
+  refused), not the file names: call run_program directly for those."""
+  from cctbx_p2a.programs import common
+  return common.run(Program, args, data_key=None, symmetry_key=None)
 
 
 if __name__ == "__main__":
-  main()
+  import sys
+  sys.exit(main())

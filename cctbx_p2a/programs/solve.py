@@ -26,6 +26,8 @@ least-squares refinement with cctbx.
   p2a.solve data.hkl [data.ins]          (SHELX; HKLF 3 or 4 read from the .ins)
 
 Writes {prefix}.pdb .cif .res .mtz .json .png (prefix = input stem + _p2a).
+Exit status 0 when solved, 2 when the run finished but did not solve (the
+files are written all the same, marked NOT SOLVED), 1 when refused.
 """
   datatypes = ["phil"]
   master_phil_str = master_phil_str
@@ -55,15 +57,24 @@ Writes {prefix}.pdb .cif .res .mtz .json .png (prefix = input stem + _p2a).
       json.dump(summary, f, indent=2)
     plots.solve_figure(r, prefix + ".png")
     print("\nWrote: %s" % ", ".join(outputs), file=self.logger)
+    if not r.solved:
+      print("NOT SOLVED: the files hold the best attempt; exit status %d." % common.EXIT_NOT_SOLVED,
+            file=self.logger)
     self.outputs = outputs
 
   def get_results(self):
     return self.result
 
 
+def exit_status(result):
+  return common.EXIT_OK if result.solved else common.EXIT_NOT_SOLVED
+
+
 def main(args=None):
-  common.run(Program, args)
+  """Console script p2a.solve; returns the exit status (0 solved, 2 not solved, 1 refused)."""
+  return common.run(Program, args, exit_status=exit_status)
 
 
 if __name__ == "__main__":
-  main()
+  import sys
+  sys.exit(main())

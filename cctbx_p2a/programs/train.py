@@ -52,8 +52,10 @@ Writes <train.output_dir>/<train.name>.pt, .json (model card) and .ckpt.
 
 
 def main(args=None):
-  common.run(Program, args, data_key=None, symmetry_key=None)
+  """Console script p2a.train; returns the exit status (0 done, 1 refused)."""
+  return common.run(Program, args, data_key=None, symmetry_key=None)
 
 
 if __name__ == "__main__":
-  main()
+  import sys
+  sys.exit(main())
