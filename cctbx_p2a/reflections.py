@@ -35,11 +35,12 @@ class ObservedData(object):
   absences     {n, mean_i_over_sigma, max_i_over_sigma, ...} of the
                systematically absent reflections found (and removed)
   twinning     intensity statistics and twin-law tests (see check_twinning)
+  wavelength   from the SHELX .ins/.res CELL or the MTZ data set, else None
   """
 
   def __init__(self, f_obs, intensities=None, source="miller_array",
                notes=None, composition=None, warnings=None, merging=None,
-               absences=None, twinning=None):
+               absences=None, twinning=None, wavelength=None):
     self.f_obs = f_obs
     self.intensities = intensities
     self.source = source
@@ -49,6 +50,23 @@ class ObservedData(object):
     self.merging = merging
     self.absences = absences
     self.twinning = twinning or {}
+    self.wavelength = wavelength
+
+  def as_json_dict(self):
+    """What was read and checked, for a program's JSON summary."""
+    f = self.f_obs
+    return {
+      "source": self.source,
+      "space_group": str(f.space_group_info()),
+      "unit_cell": list(f.unit_cell().parameters()),
+      "wavelength": self.wavelength,
+      "d_min": f.d_min(), "n_unique": f.size(),
+      "completeness": f.completeness(),
+      "observations": "intensities" if self.intensities is not None else "amplitudes",
+      "composition": self.composition, "merging": self.merging,
+      "absences": self.absences, "twinning": self.twinning,
+      "notes": self.notes, "warnings": self.warnings,
+    }
 
   def observations_for_refinement(self):
     """The merged data a SHELX .hkl should hold: intensities (HKLF 4) when
@@ -139,12 +157,24 @@ def read(file_name, params=None):
   result = prepare(array, params=params, source=source)
   if symmetry_note is not None:
     result.notes.insert(0, symmetry_note)
+  wavelength = getattr(array.info(), "wavelength", None)
+  if wavelength is not None and wavelength > 0:
+    result.wavelength = wavelength
   if sym_file is not None and _is_shelx_file(sym_file):
     result.composition, note = composition_from_shelx(
       sym_file, result.f_obs.space_group())
     if note is not None:
       result.notes.append(note)
+    result.wavelength = _shelx_wavelength(sym_file) or result.wavelength
   return result
+
+
+def _shelx_wavelength(file_name):
+  """The wavelength on the CELL card of a SHELX .ins/.res, or None."""
+  for keyword, words in _shelx_instructions(file_name):
+    if keyword == "CELL" and words and _is_number(words[0]):
+      return float(words[0]) if float(words[0]) > 0 else None
+  return None
 
 
 def _is_shelx_file(file_name):

@@ -25,7 +25,8 @@ least-squares refinement with cctbx.
   p2a.solve data.mtz [labels=FP] [composition=C6N2O2] [key=value ...]
   p2a.solve data.hkl [data.ins]          (SHELX; HKLF 3 or 4 read from the .ins)
 
-Writes {prefix}.pdb .cif .res .mtz .json .png (prefix = input stem + _p2a).
+Writes {prefix}.pdb .cif .res .hkl .mtz .json .png (prefix = input stem + _p2a):
+.res + .hkl refine in SHELXL/Olex2 as they are; .mtz holds map coefficients.
 Exit status 0 when solved, 2 when the run finished but did not solve (the
 files are written all the same, marked NOT SOLVED), 1 when refused.
 """
@@ -40,19 +41,23 @@ files are written all the same, marked NOT SOLVED), 1 when refused.
     from cctbx_p2a import files, phasing, plots, reflections
     p = self.params
     prefix = p.output.prefix or os.path.splitext(os.path.basename(p.input.data))[0] + "_p2a"
-    suffixes = [".pdb", ".cif", ".res", ".mtz", ".json", ".png"]
+    suffixes = [".pdb", ".cif", ".res", ".hkl", ".mtz", ".json", ".png"]
     outputs = [prefix + s for s in suffixes]
     files.check_can_write(outputs, overwrite=p.output.overwrite)
     observed = reflections.read(p.input.data, p.reflections)
     observed.show(out=self.logger)
     self.result = phasing.solve(observed, params=p, log=self.logger)
     r = self.result
-    files.write_structure(r.xray_structure, prefix)
-    files.write_res(r.xray_structure, prefix + ".res", title="p2a.solve %s" % os.path.basename(p.input.data))
+    files.write_structure(r.xray_structure, prefix, wavelength=observed.wavelength)
+    # .res + the merged data it refines against (.hkl, HKLF 4 or 3)
+    files.write_shelx_pair(r.xray_structure, observed.observations_for_refinement(), prefix,
+                           title="p2a.solve %s" % os.path.basename(p.input.data),
+                           wavelength=observed.wavelength)
     files.write_solution_mtz(r.f_obs, r.f_calc, prefix + ".mtz")
     summary = r.as_json_dict()
     summary["input"] = os.path.abspath(p.input.data)
     summary["source"] = observed.source
+    summary["observed_data"] = observed.as_json_dict()
     with open(prefix + ".json", "w") as f:
       json.dump(summary, f, indent=2)
     plots.solve_figure(r, prefix + ".png")
