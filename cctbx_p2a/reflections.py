@@ -83,8 +83,12 @@ class ObservedData(object):
       file=out)
     print("  space group:   %s" % cs.space_group_info(), file=out)
     print("  resolution:    %.3f - %.3f A" % (d_max, d_min), file=out)
-    print("  reflections:   %d unique amplitudes%s" % (
-      f.size(), "" if f.sigmas() is not None else " (no sigmas)"), file=out)
+    no_sigmas = "" if f.sigmas() is not None else " (no sigmas)"
+    if self.intensities is not None:  # say what was read, then what it became
+      print("  reflections:   %d unique intensities read, used as %d amplitudes%s "
+            "(conversion below)" % (self.intensities.size(), f.size(), no_sigmas), file=out)
+    else:
+      print("  reflections:   %d unique amplitudes read%s" % (f.size(), no_sigmas), file=out)
     print("  completeness:  %.1f %%" % (100 * f.completeness()), file=out)
     for note in self.notes:
       print("  - %s" % note, file=out)

@@ -147,3 +147,15 @@ def test_every_program_parameter_has_help(program):
   master.adopt_scope(phil.master_phil("output"))
   missing = [d.path for d in master.all_definitions() if not (d.object.help or "").strip()]
   assert not missing, "%s: no .help for %s" % (program, ", ".join(missing))
+
+
+def test_intensity_input_is_announced_as_intensities_then_amplitudes():
+  from io import StringIO
+  out = StringIO()
+  reflections.read(os.path.join(REPO, "examples", "paper_case_intensities.mtz")).show(out=out)
+  line = [l for l in out.getvalue().splitlines() if l.strip().startswith("reflections:")][0]
+  assert "16691 unique intensities read, used as 16691 amplitudes" in line
+  assert "French-Wilson: 16691 intensities -> 16691 amplitudes" in out.getvalue()
+  out = StringIO()
+  reflections.read(EXAMPLE).show(out=out)
+  assert "16691 unique amplitudes read" in out.getvalue() and "intensities" not in out.getvalue()
