@@ -3,9 +3,10 @@ import cctbx_p2a  # noqa: F401  (must stay the first import)
 
 import io
 import math
+import os
 
 import pytest
-from cctbx import crystal, miller
+from cctbx import crystal, miller, sgtbx
 from cctbx.array_family import flex
 from libtbx.utils import Sorry
 
@@ -419,3 +420,240 @@ def test_no_nan_leaks_to_f_obs(tmp_path, f_p21):
   data = read(df.write_mtz(tmp_path / "x.mtz", (i, "I")))
   for x in list(data.f_obs.data()) + list(data.f_obs.sigmas()):
     assert math.isfinite(x) and x >= 0
+
+
+# --------------------------------------------------------------------------
+# crystals: SHELX composition, unmerged and anomalous data, absences,
+# French-Wilson fallback, twinning and completeness flags
+
+def thpp_path(ext):
+  import smtbx.regression.test_data as test_data
+  return os.path.join(os.path.dirname(test_data.__file__), "thpp" + ext)
+
+
+MEASURED = "/work/shared/data/measured"
+
+
+def test_thpp_ins_and_unmerged_hkl():
+  """thpp.ins (P2_1/n, SFAC C H F N, UNIT 40 40 8 16, Z = 4) next to the
+  unmerged thpp.hkl: composition UNIT / 4, equivalents merged with R_int,
+  the 114 absences of the 2_1 screw and the n glide counted and removed."""
+  data = read(thpp_path(".hkl"))
+  assert data.composition == {"C": 10, "H": 10, "F": 2, "N": 4}
+  assert reflections.composition_formula(data.composition) == "C10F2N4"
+  assert "composition from thpp.ins: UNIT / Z (Z = 4) = C10H10F2N4" in data.notes
+  assert data.wavelength == pytest.approx(0.71073)
+  assert data.merging["n_observations"] == 14205
+  assert data.merging["n_unique"] == 3089
+  assert 0.03 < data.merging["r_int"] < 0.08
+  assert any(n.startswith("merged 14205 observations into 3089 unique "
+                          "intensities (R_int = 0.05") for n in data.notes)
+  assert data.absences["n"] == 114 and data.absences["mean_i_over_sigma"] < 1
+  assert not any("contradict" in w for w in data.warnings)
+  assert data.f_obs.size() == 3089 - 114
+  assert data.f_obs.sys_absent_flags().data().count(True) == 0
+  assert data.twinning["centrosymmetric_space_group"] is True
+
+
+def test_mtz_with_shelx_symmetry_file_gives_composition(tmp_path, f_p21):
+  mtz = df.write_mtz(tmp_path / "x.mtz", (f_p21, "FP"))
+  data = read(mtz, params(symmetry_file=thpp_path(".ins"), space_group="P21/n",
+                          unit_cell="6.9196 14.5749 9.7248 90 90.637 90"))
+  assert data.composition == {"C": 10, "H": 10, "F": 2, "N": 4}
+
+
+@pytest.mark.parametrize("cards,z,expected", [
+  # long-form SFAC, '=' continuation, lower case, comments
+  ("SFAC C H\nSFAC Fe 11.7695 4.7611 7.3573 0.3072 3.5222 15.3535 2.3045 =\n"
+   " 76.8805 1.0369 0.0000 0.0000 0.0000 0.0000 1.0000 55.8450\n"
+   "UNIT 48 40 2 ! cell\n", 2, {"C": 12, "H": 10, "Fe": 0.5}),  # Z' = 1/2
+  ("sfac c n cl\nunit 16 4 2\n", 4, {"C": 4, "N": 1, "Cl": 0.5}),
+])
+def test_composition_from_shelx_cards(tmp_path, cards, z, expected):
+  path = tmp_path / "m.ins"
+  path.write_text("TITL m\nCELL 0.71073 10 11 12 90 100 90\nZERR %d 0 0 0 0 0 0\n"
+                  "LATT 1\nSYMM -X,0.5+Y,0.5-Z\n%sHKLF 4\nEND\n" % (z, cards))
+  sg = sgtbx.space_group_info("P21/c").group()
+  composition, note = reflections.composition_from_shelx(str(path), sg)
+  assert composition == expected
+  assert ("ZERR gives Z = 2, so Z' = 0.5" in note) == (z == 2)
+
+
+def test_composition_refuses_unknown_sfac(tmp_path):
+  path = tmp_path / "m.ins"
+  path.write_text("CELL 1 10 10 10 90 90 90\nSFAC C Qq\nUNIT 4 4\nEND\n")
+  composition, note = reflections.composition_from_shelx(
+    str(path), sgtbx.space_group_info("P1").group())
+  assert composition is None and "SFAC Qq is not an element" in note
+
+
+def test_unmerged_anomalous_data_merged_with_friedel_mates(f_p21):
+  """Anomalous unmerged observations: every Friedel mate and equivalent
+  averaged into one non-anomalous set; R_int over all of them."""
+  fa = df.f_obs("P21", anomalous_flag=True).f_as_f_sq()
+  p1 = fa.expand_to_p1()
+  unmerged = p1.customized_copy(crystal_symmetry=fa.crystal_symmetry())
+  assert unmerged.anomalous_flag() and not unmerged.is_unique_set_under_symmetry()
+  data = prepare(unmerged)
+  assert not data.f_obs.anomalous_flag()
+  assert data.merging["n_observations"] == p1.size()
+  assert data.merging["n_unique"] == df.f_obs("P21").size()
+  assert data.merging["r_int"] < 1e-6  # no noise, no anomalous signal
+  assert any("(Friedel mates averaged)" in n for n in data.notes)
+
+
+def thpp_molecule_in_a_box(d_min=2.5, noise=0.03, seed=2):
+  """The case of issue 11: the non-H atoms of thpp.cif (one atom per
+  disordered site) centred in a 40 A cubic P1 cell, U_iso 0.03, intensities
+  with 3 % noise (sigma = noise*I + noise*<I>/20) at 2.5 A."""
+  import numpy as np
+  from cctbx import xray
+  xs = xray.structure.from_cif(file_path=thpp_path(".cif"))
+  xs = list(xs.values())[0] if isinstance(xs, dict) else xs
+  sites, elements = [], []
+  for sc in xs.scatterers():
+    cart = xs.unit_cell().orthogonalize(sc.site)
+    if sc.scattering_type != "H" and all(
+        sum((a - b) ** 2 for a, b in zip(cart, c)) > 1.0 for c in sites):
+      sites.append(cart)
+      elements.append(sc.scattering_type)
+  assert len(sites) == 16
+  centre = [sum(c[k] for c in sites) / len(sites) for k in range(3)]
+  box = xray.structure(crystal_symmetry=crystal.symmetry(
+    unit_cell=(40, 40, 40, 90, 90, 90), space_group_symbol="P1"))
+  for k, (cart, e) in enumerate(zip(sites, elements)):
+    frac = [(x - c) / 40 + 0.5 for x, c in zip(cart, centre)]
+    box.add_scatterer(xray.scatterer(label="%s%d" % (e, k + 1), site=frac,
+                                     u=0.03, scattering_type=e))
+  i = box.structure_factors(d_min=d_min, algorithm="direct").f_calc().intensities()
+  rng = np.random.default_rng(seed)
+  i_true = i.data().as_numpy_array()
+  sig = noise * i_true + noise * i_true.mean() / 20
+  i_obs = i_true + rng.normal(size=i_true.size) * sig
+  return i.customized_copy(data=flex.double(i_obs), sigmas=flex.double(sig)
+                           ).set_observation_type_xray_intensity()
+
+
+@pytest.fixture(scope="module")
+def thpp_box():
+  return thpp_molecule_in_a_box()
+
+
+def test_french_wilson_failure_is_reproduced(thpp_box):
+  """cctbx's French-Wilson dies on this valid data set (issue 11)."""
+  with pytest.raises(RuntimeError, match="Internal error: i_bin="):
+    thpp_box.french_wilson(log=io.StringIO())
+
+
+def test_french_wilson_falls_back_to_fewer_bins(thpp_box):
+  data = prepare(thpp_box, source="thpp box")
+  assert data.f_obs.size() == thpp_box.size()
+  assert any(n.startswith("French-Wilson failed (default bins: Internal error: "
+                          "i_bin=") and "at most 30 resolution bins" in n
+             for n in data.notes)
+  assert "French-Wilson: %d intensities -> %d amplitudes" % (
+    thpp_box.size(), thpp_box.size()) in data.notes
+  a, b = data.f_obs.common_sets(thpp_box.f_sq_as_f())
+  assert flex.linear_correlation(a.data(), b.data()).coefficient() > 0.99
+
+
+def test_french_wilson_falls_back_to_xtal_conversion(thpp_box, monkeypatch):
+  """When every binning fails: F = sqrt(I), negative I as F = 0 with
+  sigma(F) = sqrt(sigma(I)); a note and a warning, never a crash."""
+  def always_fails(self, **kwds):
+    raise RuntimeError("Internal error: i_bin=1 (simulated)")
+  monkeypatch.setattr(miller.array, "french_wilson", always_fails)
+  i = thpp_box.deep_copy()
+  i.data()[0] = -2.0
+  i.sigmas()[0] = 4.0
+  data = prepare(i)
+  assert data.f_obs.size() == i.size()
+  assert data.f_obs.data()[0] == 0 and data.f_obs.sigmas()[0] == pytest.approx(2.0)
+  assert data.f_obs.data()[1] == pytest.approx(math.sqrt(i.data()[1]))
+  note = [n for n in data.notes if n.startswith("French-Wilson failed with every")]
+  assert note and "default bins" in note[0] and "30 bins" in note[0] \
+    and "15 bins" in note[0] and "XTAL 3.7" in note[0]
+  assert note[0] in data.warnings
+
+
+def twinned_p21(alpha, seed=0):
+  """P2_1 intensities with beta = 90.2 deg, twinned by h,-k,-l."""
+  xs = df.structure("P21", unit_cell=(9, 10, 11, 90, 90.2, 90), n_atoms=12, seed=seed)
+  i = xs.structure_factors(d_min=0.9).f_calc().intensities()
+  cb_op = sgtbx.change_of_basis_op("h,-k,-l")
+  mates = miller.set(i.crystal_symmetry(), cb_op.apply(i.indices()), False).map_to_asu()
+  twinned = i.data().deep_copy()
+  for a, b in miller.match_indices(i.indices(), mates.indices()).pairs():
+    twinned[a] = (1 - alpha) * i.data()[a] + alpha * i.data()[b]
+  return i.customized_copy(data=twinned, sigmas=0.03 * twinned + 0.01 * flex.mean(twinned)
+                           ).set_observation_type_xray_intensity()
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3])
+def test_twinning_is_flagged(alpha):
+  import time
+  t0 = time.time()
+  data = prepare(twinned_p21(alpha))
+  seconds = time.time() - t0
+  law = data.twinning["twin_laws"][0]
+  assert law["operator"] == "h,-k,-l"
+  assert law["pair_correlation_fraction"] == pytest.approx(alpha, abs=0.06)
+  flagged = [w for w in data.warnings if w.startswith("possible twinning")]
+  assert bool(flagged) == (alpha > 0)
+  assert data.twinning["l_test_mean_abs_l"] < 0.6
+  assert seconds < 1.0
+
+
+def test_centrosymmetric_statistics_in_an_acentric_group_are_flagged():
+  """A centrosymmetric P-1 structure's data read in P1: <|E^2-1|> near the
+  centric 0.968, flagged as possible pseudo-symmetry."""
+  import random
+  from cctbx.development import random_structure
+  random.seed(1)
+  flex.set_random_seed(1)
+  xs = random_structure.xray_structure(
+    space_group_info=sgtbx.space_group_info("P-1"), elements=["C"] * 20,
+    volume_per_atom=20, u_iso=0.02)
+  i = xs.structure_factors(d_min=0.9).f_calc().intensities().expand_to_p1()
+  i = i.customized_copy(crystal_symmetry=crystal.symmetry(
+    unit_cell=xs.unit_cell(), space_group_symbol="P1"),
+    sigmas=0.03 * i.data() + 0.1).set_observation_type_xray_intensity()
+  data = prepare(i)
+  assert data.twinning["mean_abs_e2_minus_1"] > 0.87
+  assert any("look centrosymmetric" in w for w in data.warnings)
+  untwinned = prepare(twinned_p21(0.0))
+  assert 0.65 < untwinned.twinning["mean_abs_e2_minus_1"] < 0.85
+  assert not any("centrosymmetric" in w for w in untwinned.warnings)
+
+
+def test_severe_incompleteness_is_flagged(f_p21):
+  half = f_p21.select(flex.size_t(range(0, f_p21.size(), 2)))
+  data = prepare(half)
+  assert any(w.startswith("severely incomplete data: 50.") for w in data.warnings)
+  assert not any("incomplete" in w for w in prepare(f_p21).warnings)
+
+
+def test_checks_can_be_switched_off(f_p21):
+  data = prepare(f_p21.select(flex.size_t(range(0, f_p21.size(), 2))),
+                 params(crystal_checks=False))
+  assert data.warnings == [] and data.twinning == {}
+
+
+@pytest.mark.skipif(not os.path.isdir(MEASURED), reason="measured data not present")
+@pytest.mark.parametrize("name", ["ylid_p212121", "ntd106c_p-1"])
+def test_measured_unmerged_data(name):
+  """Unmerged SHELX HKLF 4 without an .ins (symmetry from meta.json):
+  merged with the R_int the depositors report (0.016 and 0.033 anomalous
+  merging; here Friedel mates are averaged too), absences reported."""
+  import json
+  folder = os.path.join(MEASURED, name)
+  meta = json.load(open(os.path.join(folder, "meta.json")))
+  data = read(os.path.join(folder, "data.hkl"), params(
+    unit_cell=" ".join(str(x) for x in meta["cell"]), space_group=meta["sg"]))
+  assert data.merging["r_int"] == pytest.approx(meta["r_int"], abs=0.01)
+  assert data.composition is None
+  merged = read(os.path.join(folder, "data_merged.mtz"))
+  assert data.f_obs.size() == merged.f_obs.size()
+  if name == "ylid_p212121":
+    assert data.absences["n"] == 20 and data.absences["mean_i_over_sigma"] < 3
+  assert data.warnings == []
