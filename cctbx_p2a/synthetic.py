@@ -9,6 +9,12 @@ inverses drawn on the output grid) needs the truth.
 The three ambiguities the paper removes are removed here: the target is centred
 on the centroid (translation), holds atoms and inverses (inversion), and the
 molecule is small next to the cell (vector origin).
+
+Two sources of molecules (synthetic.molecule_source): the paper's random
+points (the default, behind the shipped models and the paper/realistic
+suites), or real chemistry from :mod:`cctbx_p2a.molecules` (RDKit), whose
+hydrogens scatter in the data but are never targets: the target, the
+reference a solution is scored on, and the composition hold non-H atoms only.
 """
 from __future__ import annotations
 
@@ -133,12 +139,30 @@ def target_grid(sites_cart_centred, grid, sigma=0.6, inverses=True):
 class Case:
   """One synthetic case: the truth, its data, and (for training) the grids."""
   seed: int
-  xray_structure: object        # cctbx xray.structure in P1
-  sites_centred: np.ndarray     # Cartesian sites relative to the centroid
+  xray_structure: object        # cctbx xray.structure in P1 (hydrogens included when present)
+  sites_centred: np.ndarray     # non-H Cartesian sites relative to their centroid: the target
   f_obs: object                 # miller.array: F,SIGF or I,SIGI
   d_min: float
   noise: float
   completeness: float
+  molecule: object = None       # molecules.Molecule with molecule_source=molecules
+
+  @property
+  def reference_structure(self):
+    """The structure a solution is scored on: the non-H atoms."""
+    if self.molecule is None:
+      return self.xray_structure
+    return self.xray_structure.select(flex.bool((~self.molecule.is_hydrogen).tolist()))
+
+
+def molecule_structure(molecule, unit_cell, u_iso, rng, hydrogen_u_factor=1.2):
+  """P1 xray.structure of a molecules.Molecule (hydrogens included), its
+  non-H centroid at a random fractional position like the paper's molecules."""
+  xs = place_in_cell(molecule.sites_cart, unit_cell, [str(e) for e in molecule.elements], u_iso,
+                     rng=rng)
+  for sc, u in zip(xs.scatterers(), molecule.u_iso(u_iso, hydrogen_u_factor)):
+    sc.u_iso = float(u)
+  return xs
 
 
 def make_case(seed, params, d_min_floor=0.0):
@@ -150,19 +174,29 @@ def make_case(seed, params, d_min_floor=0.0):
   at 2 A.  Only the noise floor (noise * mean(I) / 20) sees the difference."""
   rng = np.random.default_rng(seed)
   lo, hi = (list(params.n_atoms) * 2)[:2]
-  n_atoms = int(rng.integers(lo, hi + 1))
-  sites = random_molecule(rng, n_atoms, params.extent, params.min_distance)
-  unit_cell = draw_unit_cell(rng, params)
-  elements = draw_elements(rng, params, n_atoms)
-  u_iso = draw(rng, params.u_iso)
-  xs = place_in_cell(sites, unit_cell, elements, u_iso, rng=rng)
+  molecule = None
+  if getattr(params, "molecule_source", "points") == "molecules":
+    from cctbx_p2a import molecules
+    molecule = molecules.generate(int(rng.integers(2 ** 31)), n_atoms=(lo, hi),
+                                  source_weights=params.molecule_sources, mmff=params.mmff)
+    sites = molecule.non_h_sites
+    unit_cell = draw_unit_cell(rng, params)
+    u_iso = draw(rng, params.u_iso)
+    xs = molecule_structure(molecule, unit_cell, u_iso, rng, params.hydrogen_u_factor)
+  else:
+    n_atoms = int(rng.integers(lo, hi + 1))
+    sites = random_molecule(rng, n_atoms, params.extent, params.min_distance)
+    unit_cell = draw_unit_cell(rng, params)
+    elements = draw_elements(rng, params, n_atoms)
+    u_iso = draw(rng, params.u_iso)
+    xs = place_in_cell(sites, unit_cell, elements, u_iso, rng=rng)
   d_min = draw(rng, params.d_min)
   noise = draw(rng, params.noise)
   completeness = draw(rng, params.completeness)
   f_obs = simulated_data(xs, max(d_min, d_min_floor), rng, noise=noise, completeness=completeness,
                          observation=params.observation)
   return Case(seed=seed, xray_structure=xs, sites_centred=sites, f_obs=f_obs,
-              d_min=d_min, noise=noise, completeness=completeness)
+              d_min=d_min, noise=noise, completeness=completeness, molecule=molecule)
 
 
 def as_amplitudes(f_obs):

@@ -32,17 +32,26 @@ in a P1 cell and its simulated data.
   {prefix}_hkl.cif   hkl-CIF data (output.hkl_cif=True)
 
 The defaults are the paper's case: 10 C atoms, 40 A P1 cell, 2.0 A, no noise.
+suite=realistic or suite=molecules starts from the settings of that p2a.compare
+suite instead (molecules: a real molecule with hydrogens, from RDKit); a
+synthetic.* parameter set to other than its default still wins.
 output.prefix defaults to %s; existing files are kept unless
 output.overwrite=True.
 
 Examples:
   p2a.simulate seed=1
   p2a.simulate seed=1 output.prefix=case1 observation=intensities noise="0.03 0.03"
+  p2a.simulate suite=molecules seed=3 n_atoms=30 d_min="1.5 1.5"
 """ % DEFAULT_PREFIX
 
   datatypes = ["phil"]
 
-  master_phil_str = phil.master_phil_str("simulate", "synthetic")
+  master_phil_str = phil.master_phil_str("simulate", "synthetic") + """
+suite = paper realistic molecules
+  .type = choice
+  .optional = True
+  .help = "Start from the synthetic settings of this p2a.compare suite (paper: the defaults; realistic: the realistic model's distribution; molecules: real molecules with hydrogens, 6-40 non-H atoms). synthetic.* parameters set to other than their defaults override it."
+"""
 
   def custom_init(self):
     # ProgramTemplate's output scope replaces any prefix default we declare
@@ -75,7 +84,7 @@ Examples:
     out = self.params.output
     prefix = out.prefix
     files.check_can_write(self.output_file_names(), overwrite=out.overwrite)
-    case = synthetic.make_case(self.params.seed, self.params.synthetic)
+    case = synthetic.make_case(self.params.seed, self.synthetic_params())
     written = [files.write_mtz(case.f_obs, prefix + ".mtz")]
     written += files.write_structure(case.xray_structure, prefix)
     if out.shelx:
@@ -89,6 +98,19 @@ Examples:
     self.case, self.files = case, written
     self.show_summary()
 
+  def synthetic_params(self):
+    """The synthetic scope: the suite's settings where the user's value is the
+    default, the user's value where it is not."""
+    from cctbx_p2a import compare
+    if not self.params.suite:
+      return self.params.synthetic
+    defaults = phil.extract("synthetic").synthetic
+    given = {k: v for k, v in compare.SUITES[self.params.suite].items()
+             if getattr(self.params.synthetic, k) == getattr(defaults, k)}
+    return phil.apply_overrides(phil.master_phil("synthetic"),
+                                self.params, {"synthetic." + k: v for k, v in given.items()}).synthetic \
+      if given else self.params.synthetic
+
   def show_summary(self):
     case = self.case
     xs, f = case.xray_structure, case.f_obs
@@ -98,6 +120,9 @@ Examples:
       "%.4g" % x for x in xs.unit_cell().parameters()))
     self._print("  atoms:         %d (%s)" % (xs.scatterers().size(), " ".join(
       "%s%d" % (e, counts[e]) for e in sorted(counts))))
+    if case.molecule is not None:
+      self._print("  molecule:      %s, %d non-H atoms (%s), %s" % (
+        case.molecule.source, case.molecule.n_atoms, case.molecule.formula(), case.molecule.smiles))
     self._print("  d_min:         %.3f A" % case.d_min)
     self._print("  noise:         %.3g (fraction of I)" % case.noise)
     self._print("  completeness:  %.3f (kept fraction; %.1f %% of the "
