@@ -99,9 +99,9 @@ def pick_sites(map_coeffs, n_sites, scattering_type="C", params=None,
   """The n_sites highest peaks of the map of map_coeffs as an xray.structure;
   peaks closer than peak_search.min_distance (symmetry included) count as
   one."""
-  from cctbx_p2a import sites
+  from cctbx_p2a import finishing
   ps = _params(params).peak_search
-  return sites.peaks_as_structure(map_coeffs, n_sites, element=scattering_type, u_iso=ps.u_iso,
+  return finishing.peaks_as_structure(map_coeffs, n_sites, element=scattering_type, u_iso=ps.u_iso,
                                   min_distance=ps.min_distance,
                                   resolution_factor=ps.resolution_factor,
                                   crystal_symmetry=crystal_symmetry)
@@ -117,10 +117,12 @@ def amplitude_correlation(xs, f):
 
 def score_against_reference(reference_xs, found_xs, tolerance=0.5):
   """How many reference atoms a solution places within tolerance (A) after
-  the best allowed origin shift and hand (emma); solved = all of them."""
+  the best allowed origin shift and hand (emma); solved = all of them.
+  elements_right: the fraction of matched atoms given the reference's
+  element."""
   n_ref = reference_xs.scatterers().size()
   result = dict(n_matched=0, n_reference=n_ref, mean_error_A=None,
-                solved=False, rms=None)
+                solved=False, rms=None, elements_right=None)
   if n_ref == 0 or found_xs.scatterers().size() == 0:
     return result
   matches = emma.model_matches(
@@ -134,6 +136,9 @@ def score_against_reference(reference_xs, found_xs, tolerance=0.5):
   result["mean_error_A"] = flex.mean(m.shortest_distances)
   result["rms"] = m.rms
   result["solved"] = len(m.pairs) == n_ref
+  ref_types = reference_xs.scatterers().extract_scattering_types()
+  found_types = found_xs.scatterers().extract_scattering_types()
+  result["elements_right"] = sum(ref_types[i] == found_types[j] for i, j in m.pairs) / len(m.pairs)
   return result
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from libtbx.utils import Sorry
 
-from cctbx_p2a import patterson, reflections, sites
+from cctbx_p2a import finishing, patterson, reflections, sites
 
 # --- composition ----------------------------------------------------------------
 
@@ -52,16 +52,6 @@ def parse_composition(text):
   return result
 
 
-def elements_for_sites(composition, n_sites):
-  """One element per site, heaviest first (sites are ranked by peak height)."""
-  from cctbx.eltbx import tiny_pse
-  if not composition:
-    return ["C"] * n_sites
-  ordered = sorted(composition.items(), key=lambda kv: -tiny_pse.table(kv[0]).atomic_number())
-  elements = [e for e, n in ordered for _ in range(n)]
-  return (elements + [ordered[-1][0]] * n_sites)[:n_sites]
-
-
 ESTIMATED = "estimated from the atom map"
 
 
@@ -83,38 +73,44 @@ def atom_count(n_from_composition, model, pairs, centre, mass=None):
 
 # --- domain of validity ------------------------------------------------------------
 
+
 def domain_problems(f_obs, model, n_atoms=None):
-  """Ways in which the data lie outside what the model was trained on."""
+  """Ways in which the data lie outside what the model was trained on, as
+  (kind, text): kind "crystal" when the data are of a packed crystal (a space
+  group, or a cell too small for one isolated molecule), else "data"."""
   d = model.domain
   problems = []
   sg = f_obs.space_group_info()
   if d.get("space_groups") and str(sg).replace(" ", "") not in [s.replace(" ", "") for s in d["space_groups"]]:
-    problems.append("space group %s: the model was trained on isolated molecules in %s only; "
-                    "the Patterson of a cell holding several symmetry copies has vectors it never saw"
-                    % (sg, ", ".join(d["space_groups"])))
+    problems.append(("crystal", "space group %s: the model was trained on isolated molecules in %s "
+                     "only; the Patterson of a cell holding several symmetry copies has vectors it "
+                     "never saw" % (sg, ", ".join(d["space_groups"]))))
   d_min = f_obs.d_min()
   lo, hi = d.get("d_min", [0, 99])
   if d_min > hi + 0.05:
-    problems.append("resolution %.2f A is lower than the model's range (%.2f-%.2f A)" % (d_min, lo, hi))
+    problems.append(("data", "resolution %.2f A is lower than the model's range (%.2f-%.2f A)"
+                     % (d_min, lo, hi)))
   uc = f_obs.unit_cell()
   shortest = min(uc.length(v) for v in [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, -1, 0),
                                          (1, 0, 1), (1, 0, -1), (0, 1, 1), (0, 1, -1)])
   cell_lo = d.get("cell_edges_A", [0, 0])[0]
   if shortest < cell_lo - 0.5:
-    problems.append("the shortest lattice translation (%.1f A) is shorter than the model's smallest "
-                    "training cell edge (%.1f A): the molecule's Patterson overlaps its neighbours' "
-                    "(the model needs empty space around one molecule)" % (shortest, cell_lo))
+    problems.append(("crystal", "the shortest lattice translation (%.1f A) is shorter than the "
+                     "model's smallest training cell edge (%.1f A): the molecule's Patterson overlaps "
+                     "its neighbours' (the model needs empty space around one molecule)"
+                     % (shortest, cell_lo)))
   if shortest < model.input_box_edge / 2 + 0.5:
-    problems.append("the cell (shortest translation %.1f A) is too small for the model's %.0f A "
-                    "Patterson window" % (shortest, model.input_box_edge))
+    problems.append(("crystal", "the cell (shortest translation %.1f A) is too small for the "
+                     "model's %.0f A Patterson window" % (shortest, model.input_box_edge)))
   completeness = f_obs.completeness()
   c_lo = d.get("completeness", [1, 1])[0]
   if completeness < c_lo - 0.1:
-    problems.append("completeness %.2f is below the model's range (from %.2f)" % (completeness, c_lo))
+    problems.append(("data", "completeness %.2f is below the model's range (from %.2f)"
+                     % (completeness, c_lo)))
   if n_atoms is not None:
     a_lo, a_hi = d.get("n_atoms", [0, 10 ** 6])
     if not a_lo <= n_atoms <= a_hi:
-      problems.append("%d atoms is outside the model's range (%d-%d)" % (n_atoms, a_lo, a_hi))
+      problems.append(("data", "%d atoms is outside the model's range (%d-%d)" % (n_atoms, a_lo, a_hi)))
   return problems
 
 
@@ -122,36 +118,46 @@ def domain_problems(f_obs, model, n_atoms=None):
 
 @dataclass
 class Result:
-  """What p2a.solve found, and how well it explains the data."""
-  xray_structure: object
-  phases: object             # miller.array: F_obs * exp(i phi_calc), P1
-  f_calc: object             # miller.array (complex), P1
-  f_obs: object              # the amplitudes used (P1)
+  """What p2a.solve found, and how well it explains the data.
+
+  The structure, phases and F_calc are in the space group the data were
+  solved in: the data's own for the crystal route, P1 for the network route
+  (whose models know isolated molecules in P1 only)."""
+  xray_structure: object     # the asymmetric unit
+  phases: object             # miller.array: F_obs * exp(i phi_calc)
+  f_calc: object             # miller.array (complex)
+  f_obs: object              # the amplitudes used
   r1: float
   cc: float
   solved: bool
   n_sites: int
-  n_sites_source: str        # "composition" or "estimated from the atom map"
-  hand_score: float
-  model_name: str
-  atom_map: np.ndarray
-  patterson_grid: np.ndarray
+  n_sites_source: str        # "composition" or how it was estimated
+  hand_score: float          # the network route's hand CC, or charge flipping's peak CC
+  model_name: str            # "none" when the network took no part
+  atom_map: object           # np.ndarray, or None when the network took no part
+  patterson_grid: object
   voxel: float
   original_space_group: str
   notes: list = field(default_factory=list)
   warnings: list = field(default_factory=list)
   timings: dict = field(default_factory=dict)
+  start: str = "network"     # "network" or "charge_flipping"
 
   def show(self, out=sys.stdout):
     verdict = "SOLVED" if self.solved else "NOT SOLVED"
-    print("cctbx_p2a result: %s  (model %s)" % (verdict, self.model_name), file=out)
-    print("  sites: %d (%s); hand score CC=%.3f" % (self.n_sites, self.n_sites_source, self.hand_score),
-          file=out)
+    if self.start == "network":
+      print("cctbx_p2a result: %s  (start: network, model %s)" % (verdict, self.model_name), file=out)
+      print("  sites: %d (%s); hand score CC=%.3f" % (self.n_sites, self.n_sites_source,
+                                                      self.hand_score), file=out)
+    else:
+      print("cctbx_p2a result: %s  (start: %s; the network took no part)"
+            % (verdict, self.start.replace("_", " ")), file=out)
+      print("  sites: %d (%s); start CC=%.3f" % (self.n_sites, self.n_sites_source, self.hand_score),
+            file=out)
     print("  R1 = %.4f   CC(|Fo|,|Fc|) = %.4f   over %d reflections to %.2f A" % (
       self.r1, self.cc, self.f_obs.size(), self.f_obs.d_min()), file=out)
-    if self.original_space_group.replace(" ", "") != "P1":
-      print("  data in %s; structure reported in P1 (return to the space group is not done yet)"
-            % self.original_space_group, file=out)
+    solved_in = str(self.xray_structure.space_group_info())
+    print("  structure in %s (data in %s)" % (solved_in, self.original_space_group), file=out)
     for w in self.warnings:
       print("  WARNING: %s" % w, file=out)
     for n in self.notes:
@@ -163,115 +169,17 @@ class Result:
     return {
       "solved": self.solved, "r1": self.r1, "cc": self.cc, "n_sites": self.n_sites,
       "n_sites_source": self.n_sites_source, "hand_score": self.hand_score,
-      "model": self.model_name, "space_group_of_data": self.original_space_group,
+      "start": self.start, "model": self.model_name,
+      "space_group_of_data": self.original_space_group,
+      "space_group": str(self.xray_structure.space_group_info()),
       "unit_cell": list(self.xray_structure.unit_cell().parameters()),
       "sites_frac": [list(sc.site) for sc in self.xray_structure.scatterers()],
       "labels": [sc.label for sc in self.xray_structure.scatterers()],
+      "elements": [sc.scattering_type for sc in self.xray_structure.scatterers()],
       "u_iso": [sc.u_iso for sc in self.xray_structure.scatterers()],
       "d_min": self.f_obs.d_min(), "n_reflections": self.f_obs.size(),
       "warnings": self.warnings, "notes": self.notes, "timings_s": self.timings,
     }
-
-
-def explains_data(r1, cc, params):
-  return r1 <= params.success.r1_max and cc >= params.success.cc_min
-
-
-def refine(xs, f_obs, params):
-  """sites.refine with the refinement PHIL scope."""
-  rp = params.refinement
-  return sites.refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
-                      max_reflections=rp.max_reflections)
-
-
-def finish_structure(xs, f_obs, n_sites, element, params, staged=True):
-  """Refine the network's sites, complete them from the phased F_obs map,
-  and recycle (dual space) when the model still does not explain the data.
-  Returns (structure, R1, CC, F_calc, [what was done])."""
-  rp = params.refinement
-  steps = []
-  if staged and rp.start_d_min and f_obs.d_min() < rp.start_d_min - 0.05:
-    # a rough start converges at low resolution first, then all data are used
-    low = f_obs.resolution_filter(d_min=rp.start_d_min)
-    xs, r1_low, _, _, _ = finish_structure(xs, low, n_sites, element, params, staged=False)
-    steps.append("first to %.1f A (R1 %.3f)" % (rp.start_d_min, r1_low))
-  refine(xs, f_obs, params)
-  if rp.complete and xs.scatterers().size() < n_sites:
-    xs, added = sites.complete(xs, f_obs, n_sites, element=element)
-    if added:
-      steps.append("completion added %d atoms" % added)
-      refine(xs, f_obs, params)
-  r1, cc, f_calc = sites.r1_and_cc(f_obs, xs)
-  steps.append("refined R1 %.3f" % r1)
-  if rp.recycle_cycles and not explains_data(r1, cc, params):
-    recycled, n_cycles = sites.recycle(xs, f_obs, n_sites, element=element,
-                                       max_cycles=rp.recycle_cycles,
-                                       max_reflections=rp.max_reflections)
-    refine(recycled, f_obs, params)
-    r1_new, cc_new, f_calc_new = sites.r1_and_cc(f_obs, recycled)
-    steps.append("%d recycling cycles" % n_cycles)
-    if r1_new < r1:
-      xs, r1, cc, f_calc = recycled, r1_new, cc_new, f_calc_new
-  return xs, r1, cc, f_calc, steps
-
-
-def type_heavy_atoms(xs, fit, f_obs, params, max_atoms=2):
-  """When the composition is not known every site starts as carbon; a sulphur
-  (or heavier) modelled as carbon drags the scale up and every other U_iso
-  with it, and the difference map is then useless for counting.  The atom
-  with the lowest refined U_iso, when well below the median, is tried as
-  each of sites.heavy_elements.  fit = (R1, CC, F_calc) of xs.
-  Returns (structure, its (R1, CC, F_calc), [what was changed])."""
-  from cctbx import xray
-  changed = []
-  for _ in range(max_atoms):
-    u = np.array([sc.u_iso for sc in xs.scatterers()])
-    light = [i for i, sc in enumerate(xs.scatterers()) if sc.scattering_type not in
-             params.sites.heavy_elements]
-    if len(light) < 2:
-      break
-    i = min(light, key=lambda j: u[j])
-    if u[i] > 0.5 * np.median(u[light]):
-      break
-    best = None
-    for element in params.sites.heavy_elements:
-      scatterers = xs.scatterers().deep_copy()
-      scatterers[i].scattering_type = element
-      scatterers[i].label = "%s%d" % (element, i + 1)
-      trial = refine(xray.structure(crystal_symmetry=xs.crystal_symmetry(), scatterers=scatterers),
-                     f_obs, params)
-      trial_fit = sites.r1_and_cc(f_obs, trial)
-      if best is None or trial_fit[0] < best[1][0]:
-        best = (trial, trial_fit, element)
-    if best[1][0] > 0.9 * fit[0]:
-      break
-    xs, fit = best[0], best[1]
-    changed.append("site %d as %s (R1 %.3f)" % (i + 1, best[2], fit[0]))
-  return xs, fit, changed
-
-
-def settle_atom_count(xs, fit, f_obs, element, params, max_atoms=None):
-  """Let difference maps correct the model: rounds of sites.adjust_atom_count
-  + refinement, each kept only if R1 does not rise by more than 0.005.  With
-  an estimated count atoms may be added and dropped freely; with a known one
-  (max_atoms) a wrong atom can only move to a better peak.  fit = (R1, CC,
-  F_calc) of xs.  Returns (structure, R1, CC, F_calc, added, dropped)."""
-  sp = params.sites
-  r1, cc, f_calc = fit
-  added = dropped = 0
-  for _ in range(sp.count_rounds):
-    trial, n_add, n_drop = sites.adjust_atom_count(
-      xs, f_obs, element=element, add_ratio=sp.count_add_ratio, drop_ratio=sp.count_drop_ratio,
-      max_atoms=max_atoms)
-    if n_add == n_drop == 0:
-      break
-    refine(trial, f_obs, params)
-    r1_trial, cc_trial, f_calc_trial = sites.r1_and_cc(f_obs, trial)
-    if r1_trial > r1 + 0.005:
-      break
-    xs, r1, cc, f_calc = trial, r1_trial, cc_trial, f_calc_trial
-    added, dropped = added + n_add, dropped + n_drop
-  return xs, r1, cc, f_calc, added, dropped
 
 
 def network_input(f_obs, model):
@@ -320,22 +228,146 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
     observed = reflections.prepare(f_obs, params.reflections)
   f_obs = observed.f_obs
   notes = list(observed.notes)
-  composition = parse_composition(params.solve.composition) if params.solve.composition else None
-  n_from_composition = sum(composition.values()) if composition else None
-  problems = domain_problems(f_obs, model, n_from_composition)
+  # the data's own flags (twinning, absences) are reported; only a domain
+  # problem forced past (force=True) keeps a result from being called solved
+  data_warnings = list(getattr(observed, "warnings", []) or [])
   warnings = []
-  if problems:
-    text = "; ".join(problems)
+  composition, composition_source = None, None
+  if params.solve.composition:
+    composition, composition_source = parse_composition(params.solve.composition), "composition="
+  elif getattr(observed, "composition", None):
+    composition, composition_source = dict(observed.composition), "SFAC/UNIT of the SHELX file"
+  sites_of = finishing.composition_sites(composition)
+  n_from_composition = sum(sites_of.values()) if sites_of else None
+  if composition_source and composition_source != "composition=":
+    notes.append("composition %s from the %s" % (
+      " ".join("%s%g" % kv for kv in composition.items()), composition_source))
+  route, why, problems = choose_start(f_obs, model, n_from_composition, params)
+  if problems and route == "network":
+    text = "; ".join(text for _, text in problems)
     if not params.solve.force:
       raise Sorry("The data lie outside what model %r was trained for: %s. Use another model, or "
                   "solve.force=True to try anyway (the result is then flagged)." % (model.name, text))
     warnings.append("OUTSIDE THE MODEL'S DOMAIN (force=True): " + text)
   original_sg = str(f_obs.space_group_info())
-  if f_obs.space_group().order_z() > 1:
-    f_obs = f_obs.expand_to_p1()
-    notes.append("expanded %s data to P1 for the Patterson and the network" % original_sg)
   timings["reflections"] = time.time() - t
 
+  if route == "network":
+    if f_obs.space_group().order_z() > 1:
+      f_obs = f_obs.expand_to_p1()
+      notes.append("expanded %s data to P1 for the Patterson and the network; the structure is "
+                   "reported in P1" % original_sg)
+    starts, n_sites, n_source, network_output = network_starts(
+      f_obs, model, params, n_from_composition, sites_of, notes, timings)
+  else:
+    notes.append("start: %s" % why)
+    starts, n_sites, n_source = crystal_starts(f_obs, params, n_from_composition, notes, timings)
+    network_output = (None, None)
+
+  t = time.time()
+  a_lo, a_hi = model.domain.get("n_atoms", [0, 10 ** 6]) if route == "network" else (0, 10 ** 6)
+  max_atoms = int(1.5 * (a_hi if route == "network" else n_sites))
+  best = None
+  for rank, (xs, score) in enumerate(starts):
+    done = finishing.finish(xs, f_obs, params, n_sites, composition=sites_of,
+                            count_known=n_from_composition is not None, max_atoms=max_atoms)
+    notes.append("start %d (score %.3f): %s; R1 %.3f" % (rank + 1, score, "; ".join(done.steps), done.r1))
+    if best is None or done.r1 < best[0].r1:
+      best = (done, score)
+    if finishing.explains_data(done.r1, done.cc, params):
+      break
+  done, start_score = best
+  xs, r1, cc, f_calc = done.xray_structure, done.r1, done.cc, done.f_calc
+  if n_source != "composition":
+    n_source = done.n_sites_source.replace("estimated", "estimated from the %s" % (
+      "atom map" if route == "network" else "cell volume"))
+    if route == "network" and not a_lo <= xs.scatterers().size() <= a_hi:
+      warnings.append("the estimated atom count %d is outside the model's range (%d-%d)"
+                      % (xs.scatterers().size(), a_lo, a_hi))
+  timings["refinement"] = time.time() - t
+
+  chemistry = params.success.chemistry_check
+  if chemistry == "auto":
+    chemistry = route != "network" or model_knows_bonds(model)
+  explained, reasons = verdict(xs, r1, cc, f_obs, params, chemistry)
+  solved = explained and not warnings
+  warnings = data_warnings + warnings
+  for reason in reasons:
+    notes.append("not solved: " + reason)
+  if explained and not solved:
+    notes.append("the data are explained, but outside the model's domain: not marked solved")
+  atom_map, patterson_grid = network_output
+  result = Result(
+    xray_structure=xs, phases=f_obs.customized_copy(sigmas=None).phase_transfer(f_calc),
+    f_calc=f_calc, f_obs=f_obs,
+    r1=r1, cc=cc, solved=solved, n_sites=xs.scatterers().size(), n_sites_source=n_source,
+    hand_score=start_score, model_name=model.name if route == "network" else "none",
+    atom_map=atom_map, patterson_grid=patterson_grid,
+    voxel=model.voxel, original_space_group=original_sg, notes=notes, warnings=warnings,
+    timings={k: round(v, 3) for k, v in timings.items()}, start=route)
+  if log is not None:
+    result.show(out=log)
+  return result
+
+
+def model_knows_bonds(model):
+  """False for models trained on the paper's points (at least 2 A apart)."""
+  synthetic = model.card.get("training_data", {}).get("synthetic", {})
+  return synthetic.get("min_distance", 0.0) < 2.0
+
+
+def verdict(xs, r1, cc, f_obs, params, chemistry=True):
+  """Whether a structure explains the data, and if not, why: R1 and CC;
+  enough reflections per parameter for R1 to mean something; and (with
+  chemistry) atoms at bond lengths from one another.  Returns (bool, [why not])."""
+  sp = params.success
+  reasons = []
+  if r1 > sp.r1_max:
+    reasons.append("R1 %.3f is above success.r1_max=%.2f" % (r1, sp.r1_max))
+  if cc < sp.cc_min:
+    reasons.append("CC %.3f is below success.cc_min=%.2f" % (cc, sp.cc_min))
+  n_parameters = 4 * xs.scatterers().size()
+  if f_obs.size() < sp.min_data_per_parameter * n_parameters:
+    reasons.append("%d unique reflections for %d atoms (%d parameters) are too few to tell a right "
+                   "structure from a refined wrong one (success.min_data_per_parameter=%.1f)"
+                   % (f_obs.size(), xs.scatterers().size(), n_parameters, sp.min_data_per_parameter))
+  if chemistry:
+    fraction = finishing.bonded_fraction(xs)
+    if fraction < sp.min_bonded_fraction:
+      reasons.append("only %.0f %% of the atoms lie at a bond length from a neighbour "
+                     "(success.min_bonded_fraction=%.2f)" % (100 * fraction, sp.min_bonded_fraction))
+  return not reasons, reasons
+
+
+def choose_start(f_obs, model, n_atoms, params):
+  """Which start the data get: (route, why, the model's domain problems).
+
+  The network when the model's domain covers the data.  A packed crystal --
+  a space group other than P1, or a cell too small for one isolated molecule
+  -- is outside every shipped model, and with start=auto gets the
+  conventional start (charge flipping, smtbx) in its own space group: the
+  finishing is the same, and the log says the network took no part."""
+  problems = domain_problems(f_obs, model, n_atoms)
+  choice = params.solve.start
+  if choice == "network":
+    return "network", "the network (start=network)", problems
+  if choice == "charge_flipping":
+    return "charge_flipping", "charge flipping (start=charge_flipping)", problems
+  crystal = [text for kind, text in problems if kind == "crystal"]
+  if crystal and not params.solve.force:
+    d_min = f_obs.d_min()
+    caveat = "" if d_min <= 1.2 else (" -- at %.2f A, beyond the atomic resolution that direct "
+                                      "methods need, expect no solution" % d_min)
+    return "charge_flipping", ("charge flipping in %s (smtbx); the network took no part: model %r "
+                               "knows isolated molecules only (%s)%s" % (
+                                 f_obs.space_group_info(), model.name, crystal[0], caveat)), problems
+  return "network", "the network", problems
+
+
+def network_starts(f_obs, model, params, n_from_composition, sites_of, notes, timings):
+  """Patterson -> atom map -> peaks -> inverse pairs -> the best hand choices.
+  Returns ([(P1 xray.structure, hand score), ...], n_sites, n_source,
+  (atom map, Patterson grid))."""
   t = time.time()
   x, d_cut = network_input(f_obs, model)
   if d_cut is not None:
@@ -359,59 +391,37 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
     raise Sorry("The atom map has no peaks above sites.peak_threshold=%.2f: the network sees no "
                 "molecule in this Patterson (data outside its domain?)." % sp.peak_threshold)
   pairs = sorted(pairs, key=lambda p: -p[1])[:max(n_sites - len(centre), 0)]
-  element_list = elements_for_sites(composition, n_sites)
+  element_list = finishing.elements_for_sites(sites_of, n_sites)
   candidates, n_scored = sites.hand_candidates(
     pairs, centre, f_obs, element=element_list[-1], max_reflections=sp.max_reflections,
     exhaustive_limit=sp.exhaustive_limit, seed=params.solve.seed, n_best=sp.hand_candidates)
   notes.append("hand: scored %d choices of %d inverse pairs" % (n_scored, len(pairs)))
+  starts = [(sites.structure_from_sites(chosen, f_obs.crystal_symmetry(), element_list[:len(chosen)]),
+             score) for chosen, score in candidates]
   timings["sites"] = time.time() - t
+  return starts, n_sites, n_source, (atom_map, x)
 
+
+def crystal_starts(f_obs, params, n_from_composition, notes, timings):
+  """Charge flipping (smtbx) in the data's space group; its map's highest
+  peaks are the start.  Without a composition the asymmetric unit is taken
+  to hold one non-H atom per solve.volume_per_atom A^3 (Kempster & Lipson:
+  about 18 for organic crystals), and difference maps settle the count.
+  Returns ([(xray.structure, CC of its peaks)], n_sites, n_source)."""
+  from cctbx_p2a import baselines
   t = time.time()
-  best = None
-  for rank, (chosen, score) in enumerate(candidates):
-    xs = sites.structure_from_sites(chosen, f_obs.crystal_symmetry(), element_list[:len(chosen)])
-    xs, r1, cc, f_calc, steps = finish_structure(xs, f_obs, n_sites, element_list[-1], params)
-    notes.append("hand choice %d (CC %.3f): %s; R1 %.3f" % (rank + 1, score, "; ".join(steps), r1))
-    if best is None or r1 < best[1]:
-      best = (xs, r1, cc, f_calc, score)
-    if explains_data(r1, cc, params):
-      break
-  xs, r1, cc, f_calc, hand_score = best
-  if n_source == ESTIMATED and sp.heavy_elements:
-    xs, (r1, cc, f_calc), changed = type_heavy_atoms(xs, (r1, cc, f_calc), f_obs, params)
-    if changed:
-      notes.append("heavy atoms from refined U_iso: " + "; ".join(changed))
-  if n_source == ESTIMATED and sp.count_rounds:
-    n_before = xs.scatterers().size()
-    a_lo, a_hi = model.domain.get("n_atoms", [0, 10 ** 6])
-    # an estimate may grow, but not without bound on data the model cannot read
-    xs, r1, cc, f_calc, added, dropped = settle_atom_count(
-      xs, (r1, cc, f_calc), f_obs, element_list[-1], params, max_atoms=int(1.5 * a_hi))
-    n_source = "estimated: %d from the atom map, %+d/-%d by difference maps" % (n_sites, added, dropped)
-    if added or dropped:
-      notes.append("atom count %d -> %d from difference maps (added %d, dropped %d)"
-                   % (n_before, xs.scatterers().size(), added, dropped))
-    if not a_lo <= xs.scatterers().size() <= a_hi:
-      warnings.append("the estimated atom count %d is outside the model's range (%d-%d)"
-                      % (xs.scatterers().size(), a_lo, a_hi))
-  elif sp.count_rounds:
-    xs, r1, cc, f_calc, added, dropped = settle_atom_count(
-      xs, (r1, cc, f_calc), f_obs, element_list[-1], params, max_atoms=n_sites)
-    if added or dropped:
-      notes.append("difference maps moved %d atoms" % dropped)
-  timings["refinement"] = time.time() - t
-
-  xs = sites.relabel(xs)
-  solved = explains_data(r1, cc, params) and not warnings
-  if warnings and explains_data(r1, cc, params):
-    notes.append("R1/CC pass, but the data were outside the model's domain: not marked solved")
-  result = Result(
-    xray_structure=xs, phases=f_obs.customized_copy(sigmas=None).phase_transfer(f_calc),
-    f_calc=f_calc, f_obs=f_obs,
-    r1=r1, cc=cc, solved=solved, n_sites=xs.scatterers().size(), n_sites_source=n_source,
-    hand_score=hand_score, model_name=model.name, atom_map=atom_map, patterson_grid=x,
-    voxel=model.voxel, original_space_group=original_sg, notes=notes, warnings=warnings,
-    timings={k: round(v, 3) for k, v in timings.items()})
-  if log is not None:
-    result.show(out=log)
-  return result
+  if n_from_composition is not None:
+    n_sites, n_source = n_from_composition, "composition"
+  else:
+    volume = f_obs.unit_cell().volume() / f_obs.space_group().order_z()
+    n_sites = max(int(round(volume / params.solve.volume_per_atom)), 1)
+    n_source = "estimated"
+    notes.append("atom count %d estimated from the cell volume (%.0f A^3 per asymmetric unit / %.0f "
+                 "A^3 per non-H atom); give composition= to set it" % (
+                   n_sites, volume, params.solve.volume_per_atom))
+  flipped = baselines.charge_flipping(f_obs, n_sites=n_sites, seed=params.solve.seed)
+  notes.append("charge flipping: %d start(s), %s; CC of its peaks %.3f" % (
+    flipped.n_trials, "a solution accepted" if flipped.phases is not None else "none accepted",
+    flipped.fom))
+  timings["charge_flipping"] = time.time() - t
+  return [(flipped.xray_structure, flipped.fom)], n_sites, n_source

@@ -19,6 +19,13 @@ from cctbx_p2a.programs import common, simulate, solve
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def phasing_params(**solve_scope):
+  params = phasing.default_params()
+  for k, v in solve_scope.items():
+    setattr(params.solve, k, v)
+  return params
+
+
 def run(program, args):
   return run_program(program_class=program.Program, args=common.file_arguments_as_phil(args),
                      logger=open(os.devnull, "w"))
@@ -80,21 +87,28 @@ def test_default_prefix_is_input_stem(cases, tmp_cwd):
   assert os.path.exists("amp_p2a.pdb") and os.path.exists("amp_p2a.json")
 
 
-def test_too_small_cell_is_refused_and_force_flags_it(tmp_cwd):
+def test_too_small_cell_for_the_network(tmp_cwd):
+  """A cell too small for one isolated molecule is a crystal: start=network
+  refuses it (force=True flags the result), and start=auto gives it the
+  conventional start, saying the network took no part."""
   run(simulate, ["seed=3", "unit_cell=22 22 22 90 90 90", "output.prefix=small"])
   with pytest.raises(Sorry, match="too small|shortest lattice"):
-    run(solve, ["small.mtz"])
-  result = run(solve, ["small.mtz", "force=True", "output.prefix=forced"])
+    run(solve, ["small.mtz", "start=network"])
+  result = run(solve, ["small.mtz", "start=network", "force=True", "output.prefix=forced"])
   assert not result.solved and result.warnings
-  assert "OUTSIDE THE MODEL'S DOMAIN" in json.load(open("forced.json"))["warnings"][0]
+  assert "OUTSIDE THE MODEL'S DOMAIN" in json.load(open("forced.json"))["warnings"][-1]
+  result = run(solve, ["small.mtz", "output.prefix=auto"])
+  summary = json.load(open("auto.json"))
+  assert result.start == summary["start"] == "charge_flipping" and summary["model"] == "none"
+  assert any("the network took no part" in n for n in summary["notes"])
 
 
-def test_other_space_group_is_refused():
+def test_other_space_group_goes_to_the_crystal_route():
   f = reflections.read(os.path.join(REPO, "examples", "paper_case.mtz")).f_obs
   f21 = f.customized_copy(crystal_symmetry=f.crystal_symmetry().customized_copy(
     space_group_info=__import__("cctbx.sgtbx").sgtbx.space_group_info("P 21"))).merge_equivalents().array()
   with pytest.raises(Sorry, match="space group P 1 21 1"):
-    cctbx_p2a.solve(f21)
+    cctbx_p2a.solve(f21, params=phasing_params(start="network"))
 
 
 def test_python_api_from_a_script(tmp_cwd):

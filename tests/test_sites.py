@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cctbx_p2a import baselines, patterson, phil, sites, synthetic
+from cctbx_p2a import baselines, finishing, patterson, phil, sites, synthetic
 
 
 def test_peaks_are_found_to_sub_voxel_precision():
@@ -48,18 +48,18 @@ def test_hand_choice_finds_the_structure_and_wrong_mixtures_score_worse(case):
   f = case.f_obs
   good = sites.structure_from_sites(chosen, f.crystal_symmetry(), ["C"] * len(chosen))
   bad = sites.structure_from_sites(wrong, f.crystal_symmetry(), ["C"] * len(chosen))
-  assert sites.r1_and_cc(f, good)[1] > sites.r1_and_cc(f, bad)[1] + 0.05
+  assert finishing.r1_and_cc(f, good)[1] > finishing.r1_and_cc(f, bad)[1] + 0.05
 
 
 def test_refinement_and_completion_recover_a_missing_atom(case):
   rng = np.random.default_rng(3)
   start = case.sites_centred[1:] + rng.normal(0, 0.15, case.sites_centred[1:].shape)
   xs = sites.structure_from_sites(start, case.f_obs.crystal_symmetry(), ["C"] * len(start))
-  sites.refine(xs, case.f_obs)
-  xs, added = sites.complete(xs, case.f_obs, n_wanted=10)
+  finishing.refine(xs, case.f_obs)
+  xs, added = finishing.complete(xs, case.f_obs, n_wanted=10)
   assert added == 1
-  sites.refine(xs, case.f_obs)
-  r1, cc, _ = sites.r1_and_cc(case.f_obs, xs)
+  finishing.refine(xs, case.f_obs)
+  r1, cc, _ = finishing.r1_and_cc(case.f_obs, xs)
   assert r1 < 0.05 and cc > 0.99
   match = baselines.score_against_reference(case.xray_structure, xs, tolerance=0.5)
   assert match["solved"] and match["mean_error_A"] < 0.05

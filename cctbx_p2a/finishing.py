@@ -1,0 +1,582 @@
+"""Finishing stage: sites from any start -> a structure that explains the data.
+
+Every method ends here alike -- the network's read-out, charge flipping, the
+tangent formula, random starts -- so a comparison measures the starts, not
+the finishing.  Everything works in the data's own space group: structure
+factors, L-BFGS refinement (atoms on special positions are kept there by
+cctbx.xray.minimization), maps and peak searches use the space group's
+symmetry, and "away from every atom" means away from every symmetry copy.
+
+    finish(xs, f_obs, params, n_sites, composition)   the whole sequence
+      refine -> complete -> recycle (dual space) while R1 is poor
+      -> elements (composition, or heavy atoms from the data)
+      -> difference-map bookkeeping of the atom count
+
+Returns a Finished (structure, R1, CC, F_calc, what was done).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+# --- agreement with the data ---------------------------------------------------
+
+def best_scale(fo, fc):
+  """The k minimising sum (|Fo| - k|Fc|)^2 (numpy arrays)."""
+  return float((fo * fc).sum() / max((fc * fc).sum(), 1e-30))
+
+
+def r1_and_cc(f_obs, xray_structure):
+  """R1 = sum||Fo| - k|Fc|| / sum|Fo| and CC(|Fo|, |Fc|), with the best scale k."""
+  f_calc = f_obs.structure_factors_from_scatterers(xray_structure, algorithm="direct").f_calc()
+  fc = abs(f_calc)
+  fo, fcd = f_obs.data().as_numpy_array(), fc.data().as_numpy_array()
+  k = best_scale(fo, fcd)
+  r1 = float(np.abs(fo - k * fcd).sum() / max(fo.sum(), 1e-30))
+  cc = float(np.corrcoef(fo, fcd)[0, 1]) if fo.size > 1 else 0.0
+  return r1, cc, f_calc
+
+
+def explains_data(r1, cc, params):
+  """The `success` PHIL scope's verdict on R1 and CC."""
+  return r1 <= params.success.r1_max and cc >= params.success.cc_min
+
+
+def bonded_fraction(xray_structure, below=0.35, above=0.20):
+  """Chemistry as a check on a solution: the fraction of atoms whose nearest
+  neighbour (symmetry copies included) lies at a bond length for the pair,
+  the sum of covalent radii -below/+above A.  A right small-molecule
+  structure scores near 1 (isolated waters and ions lower it); atoms placed
+  by overfitting too few reflections sit 1.6-2.4 A apart and score near 0.5
+  (measured on sucrose cut to 1.5 and 2.0 A)."""
+  from cctbx import crystal
+  from cctbx.eltbx import covalent_radii
+  n = xray_structure.scatterers().size()
+  if n < 2:
+    return 1.0
+  types = xray_structure.scatterers().extract_scattering_types()
+  radii = [covalent_radii.table(t).radius() if t not in ("H", "D") else 0.31 for t in types]
+  cutoff = 2 * max(radii) + above
+  pairs = crystal.pair_asu_table(xray_structure.asu_mappings(buffer_thickness=cutoff))
+  pairs.add_all_pairs(distance_cutoff=cutoff)
+  uc, frac = xray_structure.unit_cell(), xray_structure.sites_frac()
+  nearest = [(np.inf, None)] * n
+  for i, row in enumerate(pairs.extract_pair_sym_table()):
+    for j, ops in row.items():
+      for op in ops:
+        d = uc.distance(frac[i], op * frac[j])
+        if d < nearest[i][0]:
+          nearest[i] = (d, j)
+        if d < nearest[j][0]:
+          nearest[j] = (d, i)
+  bonded = 0
+  for i, (d, j) in enumerate(nearest):
+    if j is not None:
+      ideal = radii[i] + radii[j]
+      bonded += ideal - below <= d <= ideal + above
+  return bonded / n
+
+
+def distances_to_structure(xray_structure, sites_frac, cutoff=3.0):
+  """For each fractional site, the shortest distance (A) to any atom of the
+  structure or any of its symmetry copies (cutoff where none is closer)."""
+  from cctbx.array_family import flex
+  if xray_structure.scatterers().size() == 0 or len(sites_frac) == 0:
+    return np.full(len(sites_frac), cutoff)
+  result = xray_structure.closest_distances(sites_frac=flex.vec3_double(list(sites_frac)),
+                                            distance_cutoff=cutoff)
+  d = result.smallest_distances.as_numpy_array()
+  return np.where(d < 0, cutoff, d)
+
+
+# --- refinement, completion, recycling ------------------------------------------
+
+def refine(xray_structure, f_obs, cycles=2, max_iterations=25, refine_u_iso=True,
+           max_reflections=6000):
+  """L-BFGS least squares on |F_obs| (cctbx.xray.minimization): sites, then
+  sites and isotropic U.  The overall scale is solved analytically by the
+  target at every step.  The structure is refined in place.
+
+  A few atoms need few reflections: above max_reflections a fixed random
+  subset (spread over all resolutions) is used, which keeps a 10-atom
+  refinement well under a second; R1 and CC are always computed on all data."""
+  from cctbx import xray
+  from cctbx.array_family import flex
+  import scitbx.lbfgs
+  if max_reflections and f_obs.size() > max_reflections:
+    keep = np.random.default_rng(0).permutation(f_obs.size())[:max_reflections]
+    f_obs = f_obs.select(flex.size_t(sorted(keep.tolist())))
+  target = xray.target_functors.unified_least_squares_residual(f_obs)
+  termination = scitbx.lbfgs.termination_parameters(max_iterations=max_iterations)
+  for cycle in range(cycles):
+    if refine_u_iso and cycle > 0:
+      fit_overall_u_iso(xray_structure, f_obs, target)
+    scatterers = xray_structure.scatterers()
+    scatterers.flags_set_grads(state=False)
+    everything = flex.size_t_range(scatterers.size())
+    scatterers.flags_set_grad_site(iselection=everything)
+    if refine_u_iso and cycle > 0:
+      scatterers.flags_set_grad_u_iso(iselection=everything)
+    before = scatterers.deep_copy()
+    try:
+      xray.minimization.lbfgs(target_functor=target, xray_structure=xray_structure,
+                              lbfgs_termination_params=termination,
+                              structure_factor_algorithm="direct")
+    except RuntimeError as e:  # a U_iso stepping far below zero (a wrong element or atom)
+      if "arg_limit" not in str(e):
+        raise
+      xray_structure.replace_scatterers(before)
+      if cycle > 0:  # sites only, keeping the overall U
+        scatterers = xray_structure.scatterers()
+        scatterers.flags_set_grads(state=False)
+        scatterers.flags_set_grad_site(iselection=everything)
+        xray.minimization.lbfgs(target_functor=target, xray_structure=xray_structure,
+                                lbfgs_termination_params=termination,
+                                structure_factor_algorithm="direct")
+    for sc in xray_structure.scatterers():
+      sc.u_iso = min(max(sc.u_iso, U_ISO_RANGE[0]), U_ISO_RANGE[1])
+  return xray_structure
+
+
+U_ISO_RANGE = (0.001, 0.5)
+
+
+def fit_overall_u_iso(xray_structure, f_obs, target, lo=0.002, hi=0.15, steps=12):
+  """Give every atom the one U_iso that fits the data best (golden-section
+  search of the least-squares target).  Atoms start at U = 0.02 whatever
+  the thermal motion, and free per-atom U from so far off (or on a wrong
+  element) can step below zero, which the minimiser cannot recover from."""
+  scatterers = xray_structure.scatterers()
+
+  def residual(u):
+    for sc in scatterers:
+      sc.u_iso = u
+    xray_structure.replace_scatterers(scatterers)
+    f_calc = f_obs.structure_factors_from_scatterers(xray_structure, algorithm="direct").f_calc()
+    return target(f_calc, False).target()
+
+  g = (np.sqrt(5) - 1) / 2
+  a, b = lo, hi
+  c, d = b - g * (b - a), a + g * (b - a)
+  fc, fd = residual(c), residual(d)
+  for _ in range(steps):
+    if fc < fd:
+      b, d, fd = d, c, fc
+      c = b - g * (b - a)
+      fc = residual(c)
+    else:
+      a, c, fc = c, d, fd
+      d = a + g * (b - a)
+      fd = residual(d)
+  residual(0.5 * (a + b))
+  return 0.5 * (a + b)
+
+
+def complete(xray_structure, f_obs, n_wanted, element="C", min_distance=1.2):
+  """Add the strongest peaks of the F_obs map phased by the current model,
+  away from existing atoms, until n_wanted atoms are present."""
+  from cctbx import maptbx, xray
+  n_missing = n_wanted - xray_structure.scatterers().size()
+  if n_missing <= 0:
+    return xray_structure, 0
+  f_calc = f_obs.structure_factors_from_scatterers(xray_structure, algorithm="direct").f_calc()
+  coeffs = f_obs.phase_transfer(f_calc)
+  fft_map = coeffs.fft_map(resolution_factor=0.25,
+                           symmetry_flags=maptbx.use_space_group_symmetry).apply_sigma_scaling()
+  search = fft_map.peak_search(maptbx.peak_search_parameters(
+    peak_search_level=1, interpolate=True, min_distance_sym_equiv=1.0,
+    max_clusters=4 * n_wanted + 20)).all(max_clusters=4 * n_wanted + 20)
+  added = 0
+  for site_frac in search.sites():
+    if added == n_missing:
+      break
+    if distances_to_structure(xray_structure, [site_frac], min_distance)[0] >= min_distance:
+      added += 1
+      xray_structure.add_scatterer(xray.scatterer(
+        label="%s%d" % (element, xray_structure.scatterers().size() + 1),
+        site=site_frac, u=0.02, scattering_type=element))
+  return xray_structure, added
+
+
+def adjust_atom_count(xray_structure, f_obs, element="C", add_ratio=0.3, drop_ratio=0.3,
+                      min_distance=1.2, max_atoms=None, u_wrong=0.45):
+  """One round of difference-Fourier bookkeeping when the atom count is not
+  known: atoms where the F_obs - k|F_calc| map (model phases) is deeply
+  negative, or whose U_iso ran to u_wrong, are dropped, and its positive
+  peaks away from every atom are added.
+
+  Heights are compared with the model's own density at its atoms (median of
+  the k*F_calc map there), so the rule holds for any scale, resolution and
+  U_iso.  Returns (new structure, n_added, n_dropped)."""
+  from cctbx import maptbx, xray
+  from cctbx.array_family import flex
+  f_calc = f_obs.structure_factors_from_scatterers(xray_structure, algorithm="direct").f_calc()
+  fc = abs(f_calc).data()
+  k = best_scale(f_obs.data().as_numpy_array(), fc.as_numpy_array())
+  gridding = f_obs.crystal_gridding(resolution_factor=0.25, symmetry_flags=maptbx.use_space_group_symmetry)
+  model_map = (f_calc * k).fft_map(crystal_gridding=gridding).real_map_unpadded()
+  diff_coeffs = f_obs.customized_copy(data=f_obs.data() - k * fc, sigmas=None).phase_transfer(f_calc)
+  diff_fft = diff_coeffs.fft_map(crystal_gridding=gridding)
+  diff_map = diff_fft.real_map_unpadded()
+  scatterers = xray_structure.scatterers()
+  model_heights = np.array([model_map.eight_point_interpolation(sc.site) for sc in scatterers])
+  diff_at_atoms = np.array([diff_map.eight_point_interpolation(sc.site) for sc in scatterers])
+  reference = float(np.median(model_heights)) if len(model_heights) else 0.0
+  if reference <= 0:
+    return xray_structure, 0, 0
+  u_iso = np.array([sc.u_iso for sc in scatterers])
+  keep = (diff_at_atoms > -drop_ratio * model_heights) & (u_iso < u_wrong)
+  if keep.sum() < 1:
+    keep[np.argmax(diff_at_atoms)] = True
+  result = xray_structure.select(flex.bool(keep.tolist()))
+  n_dropped = int((~keep).sum())
+  room = None if max_atoms is None else max(max_atoms - result.scatterers().size(), 0)
+  peaks = diff_fft.peak_search(maptbx.peak_search_parameters(
+    peak_search_level=1, interpolate=True, min_distance_sym_equiv=1.0, max_clusters=50),
+    verify_symmetry=False).all(max_clusters=50)
+  n_added = 0
+  for site, height in zip(peaks.sites(), peaks.heights()):
+    if height < add_ratio * reference:
+      break
+    if distances_to_structure(result, [site], min_distance)[0] < min_distance:
+      continue
+    if room is not None and n_added >= room:
+      if n_dropped or n_added or result.scatterers().size() < 2:
+        break
+      # the count is known and full: a strong peak away from every atom means
+      # one atom is wrong; the one that smeared itself out most makes room
+      worst = int(np.argmax([sc.u_iso for sc in result.scatterers()]))
+      result = result.select(flex.bool([i != worst for i in range(result.scatterers().size())]))
+      n_dropped, room = 1, 1
+    n_added += 1
+    result.add_scatterer(xray.scatterer(label="%s%d" % (element, result.scatterers().size() + 1),
+                                        site=site, u=0.02, scattering_type=element))
+  return relabel(result), n_added, n_dropped
+
+
+def relabel(xray_structure):
+  """Labels element + running number (C1, N2, S3, ...): unique, as SHELX and
+  CIF writers need after atoms were added and dropped."""
+  for i, sc in enumerate(xray_structure.scatterers()):
+    sc.label = "%s%d" % (sc.scattering_type, i + 1)
+  return xray_structure
+
+
+def peaks_as_structure(map_coeffs, n_sites, element="C", u_iso=0.02, min_distance=1.0,
+                       resolution_factor=0.25, crystal_symmetry=None):
+  """The n_sites highest peaks of the map of `map_coeffs` as an xray.structure
+  (peaks closer than min_distance, symmetry mates included, are merged), in
+  crystal_symmetry (default: the map coefficients')."""
+  from cctbx import maptbx, xray
+  from cctbx.array_family import flex
+  fft_map = map_coeffs.fft_map(resolution_factor=resolution_factor,
+                               symmetry_flags=maptbx.use_space_group_symmetry)
+  fft_map.apply_sigma_scaling()
+  peaks = fft_map.peak_search(maptbx.peak_search_parameters(
+    peak_search_level=1, interpolate=True, min_distance_sym_equiv=min_distance,
+    max_clusters=n_sites)).all(max_clusters=n_sites)
+  scatterers = flex.xray_scatterer()
+  for i, site in enumerate(peaks.sites()):
+    scatterers.append(xray.scatterer(label="%s%d" % (element, i + 1), site=site, u=u_iso,
+                                     scattering_type=element))
+  return xray.structure(crystal_symmetry=crystal_symmetry or map_coeffs.crystal_symmetry(),
+                        scatterers=scatterers)
+
+
+def recycle(xray_structure, f_obs, n_sites, element="C", max_cycles=12, patience=3,
+            max_reflections=6000):
+  """Dual-space recycling of a partly right model: phase F_obs with the model,
+  take the n_sites highest peaks of the 2mFo-DFc-like map (2|Fo| - k|Fc|), refine
+  the sites briefly, keep the best model by R1.  A model with most atoms right
+  converges in a few cycles; a wrong one does not, and R1 says so."""
+  best = xray_structure.deep_copy_scatterers()
+  best_r1 = r1_and_cc(f_obs, best)[0]
+  current, stall, cycles = best, 0, 0
+  for cycles in range(1, max_cycles + 1):
+    f_calc = f_obs.structure_factors_from_scatterers(current, algorithm="fft").f_calc()
+    fc = abs(f_calc).data()
+    k = best_scale(f_obs.data().as_numpy_array(), fc.as_numpy_array())
+    coeffs = f_obs.customized_copy(data=2 * f_obs.data() - k * fc, sigmas=None).phase_transfer(f_calc)
+    current = peaks_as_structure(coeffs, n_sites, element=element)
+    refine(current, f_obs, cycles=1, max_iterations=10, refine_u_iso=False,
+           max_reflections=max_reflections)
+    r1 = r1_and_cc(f_obs, current)[0]
+    if r1 < best_r1 - 1e-3:
+      best, best_r1, stall = current.deep_copy_scatterers(), r1, 0
+    else:
+      stall += 1
+      if stall >= patience:
+        break
+  return best, cycles
+
+
+def random_start_recycling(f_obs, n_sites, element="C", seed=0, n_starts=5, max_cycles=12,
+                           max_reflections=6000):
+  """The same refinement and recycling as p2a.solve, started from random
+  sites instead of the network's: the control that shows what the network
+  adds.  Keeps the best of n_starts by R1."""
+  from cctbx import xray
+  from cctbx.array_family import flex
+  rng = np.random.default_rng(seed)
+  cs = f_obs.crystal_symmetry()  # random sites in the data's own space group
+  best, best_r1 = None, np.inf
+  for _ in range(n_starts):
+    scatterers = flex.xray_scatterer()
+    for i in range(n_sites):
+      scatterers.append(xray.scatterer(label="%s%d" % (element, i + 1), site=tuple(rng.uniform(0, 1, 3)),
+                                       u=0.02, scattering_type=element))
+    xs = xray.structure(crystal_symmetry=cs, scatterers=scatterers)
+    xs, _ = recycle(xs, f_obs, n_sites, element=element, max_cycles=max_cycles,
+                    max_reflections=max_reflections)
+    refine(xs, f_obs, max_reflections=max_reflections)
+    r1 = r1_and_cc(f_obs, xs)[0]
+    if r1 < best_r1:
+      best, best_r1 = xs, r1
+  return best
+
+
+# --- with the PHIL scopes ---------------------------------------------------------
+
+def refine_with_params(xs, f_obs, params):
+  """refine() with the `refinement` PHIL scope."""
+  rp = params.refinement
+  return refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
+                max_reflections=rp.max_reflections)
+
+
+def refine_complete_recycle(xs, f_obs, n_sites, element, params, staged=True, retype=None):
+  """Refine a start, complete it from the phased F_obs map, and recycle (dual
+  space) when the model still does not explain the data.  retype(xs, fit)
+  -> (xs, fit, note or None) gives atoms their elements after refinement and
+  after recycling (whose peaks carry none), so that R1 judges the sites.
+  Returns (structure, R1, CC, F_calc, [what was done])."""
+  rp = params.refinement
+  steps = []
+  if staged and rp.start_d_min and f_obs.d_min() < rp.start_d_min - 0.05:
+    # a rough start converges at low resolution first, then all data are used
+    low = f_obs.resolution_filter(d_min=rp.start_d_min)
+    xs, r1_low, _, _, _ = refine_complete_recycle(xs, low, n_sites, element, params, staged=False,
+                                                  retype=retype)
+    steps.append("first to %.1f A (R1 %.3f)" % (rp.start_d_min, r1_low))
+  refine_with_params(xs, f_obs, params)
+  if rp.complete and xs.scatterers().size() < n_sites:
+    xs, added = complete(xs, f_obs, n_sites, element=element)
+    if added:
+      steps.append("completion added %d atoms" % added)
+      refine_with_params(xs, f_obs, params)
+  fit = r1_and_cc(f_obs, xs)
+  steps.append("refined R1 %.3f" % fit[0])
+  if retype is not None:
+    xs, fit, note = retype(xs, fit)
+    if note:
+      steps.append(note)
+  if rp.recycle_cycles and not explains_data(fit[0], fit[1], params):
+    recycled, n_cycles = recycle(xs, f_obs, n_sites, element=element,
+                                 max_cycles=rp.recycle_cycles,
+                                 max_reflections=rp.max_reflections)
+    refine_with_params(recycled, f_obs, params)
+    fit_new = r1_and_cc(f_obs, recycled)
+    if retype is not None:
+      recycled, fit_new, _ = retype(recycled, fit_new)
+    steps.append("%d recycling cycles (R1 %.3f)" % (n_cycles, fit_new[0]))
+    if fit_new[0] < fit[0]:
+      xs, fit = recycled, fit_new
+  return (xs,) + tuple(fit) + (steps,)
+
+
+# --- elements ----------------------------------------------------------------------
+
+def atomic_number(element):
+  from cctbx.eltbx import tiny_pse
+  return tiny_pse.table(element).atomic_number()
+
+
+def composition_sites(composition):
+  """Element -> number of sites in the asymmetric unit, hydrogens left out
+  (p2a places non-H atoms).  Fractional counts (an atom on a special
+  position, from SHELX UNIT / Z) take a whole site."""
+  if not composition:
+    return None
+  return {e: int(np.ceil(n - 1e-6)) for e, n in composition.items() if e not in ("H", "D") and n > 0}
+
+
+def elements_for_sites(composition, n_sites):
+  """One element per site, heaviest first (for sites ranked by scattering
+  power); sites beyond the composition take its most common element."""
+  if not composition:
+    return ["C"] * n_sites
+  ordered = sorted(composition.items(), key=lambda kv: -atomic_number(kv[0]))
+  elements = [e for e, n in ordered for _ in range(n)]
+  most_common = max(composition.items(), key=lambda kv: (kv[1], -atomic_number(kv[0])))[0]
+  return (elements + [most_common] * n_sites)[:n_sites]
+
+
+def density_at_atoms(xray_structure, f_obs, f_calc=None):
+  """The F_obs map phased by the model (sigma scaled), at each atom: with one
+  U_iso for all, it ranks the atoms by how many electrons the data put there,
+  whatever element the model gave them."""
+  from cctbx import maptbx
+  if f_calc is None:
+    f_calc = f_obs.structure_factors_from_scatterers(xray_structure, algorithm="direct").f_calc()
+  fft_map = f_obs.phase_transfer(f_calc).fft_map(
+    resolution_factor=0.25, symmetry_flags=maptbx.use_space_group_symmetry)
+  fft_map.apply_sigma_scaling()
+  density = fft_map.real_map_unpadded()
+  return np.array([maptbx.eight_point_interpolation(density, sc.site)
+                   for sc in xray_structure.scatterers()])
+
+
+def assign_elements(xray_structure, f_obs, composition, params, fit=None):
+  """Give the composition's elements to the sites the data say scatter most.
+
+  Peaks of a start map and atoms after recycling carry no element of their
+  own.  Every site is made the composition's most common element and
+  refined; the F_obs map phased by that uniform model then ranks the sites by
+  the electrons the data put there, and the heaviest elements go to the
+  highest (Mn, S, Cl ... then O, N, C).  The typed model is kept unless it
+  explains the data clearly worse than the structure it came from (then the
+  ranking was wrong, and the note says so).  fit = (R1, CC, F_calc) of the
+  structure.  Returns (structure, fit, note)."""
+  from cctbx import xray
+  sites_of = composition_sites(composition)
+  if fit is None:
+    fit = r1_and_cc(f_obs, xray_structure)
+  n = xray_structure.scatterers().size()
+  if not sites_of or n == 0:
+    return xray_structure, fit, None
+  wanted = elements_for_sites(sites_of, n)
+  most_common = max(sites_of.items(), key=lambda kv: (kv[1], -atomic_number(kv[0])))[0]
+  uniform = xray_structure.deep_copy_scatterers()
+  for sc in uniform.scatterers():
+    sc.scattering_type = most_common
+  refine_with_params(uniform, f_obs, params)
+  heights = density_at_atoms(uniform, f_obs)
+  order = np.argsort(-heights, kind="stable")
+  scatterers = uniform.scatterers().deep_copy()
+  for rank, i in enumerate(order):
+    scatterers[int(i)].scattering_type = wanted[rank]
+  typed = xray.structure(crystal_symmetry=uniform.crystal_symmetry(), scatterers=scatterers)
+  refine_with_params(typed, f_obs, params)
+  typed_fit = r1_and_cc(f_obs, typed)
+  counts = {}
+  for e in wanted:
+    counts[e] = counts.get(e, 0) + 1
+  what = " ".join("%s%d" % kv for kv in counts.items())
+  if typed_fit[0] > fit[0] + 0.02:
+    return xray_structure, fit, ("elements by density at the atoms (%s) gave R1 %.3f, worse than "
+                                 "%.3f: kept the previous elements" % (what, typed_fit[0], fit[0]))
+  return relabel(typed), typed_fit, ("elements from the composition by density at the atoms "
+                                     "(%s); R1 %.3f" % (what, typed_fit[0]))
+
+
+def type_heavy_atoms(xs, fit, f_obs, params, max_atoms=2):
+  """When the composition is not known every site starts as carbon; a sulphur
+  (or heavier) modelled as carbon drags the scale up and every other U_iso
+  with it, and the difference map is then useless for counting.  The atom
+  with the lowest refined U_iso, when well below the median, is tried as
+  each of sites.heavy_elements.  fit = (R1, CC, F_calc) of xs.
+  Returns (structure, its (R1, CC, F_calc), [what was changed])."""
+  from cctbx import xray
+  changed = []
+  for _ in range(max_atoms):
+    u = np.array([sc.u_iso for sc in xs.scatterers()])
+    light = [i for i, sc in enumerate(xs.scatterers()) if sc.scattering_type not in
+             params.sites.heavy_elements]
+    if len(light) < 2:
+      break
+    i = min(light, key=lambda j: u[j])
+    if u[i] > 0.5 * np.median(u[light]):
+      break
+    best = None
+    for element in params.sites.heavy_elements:
+      scatterers = xs.scatterers().deep_copy()
+      scatterers[i].scattering_type = element
+      scatterers[i].label = "%s%d" % (element, i + 1)
+      trial = refine_with_params(xray.structure(crystal_symmetry=xs.crystal_symmetry(),
+                                                scatterers=scatterers), f_obs, params)
+      trial_fit = r1_and_cc(f_obs, trial)
+      if best is None or trial_fit[0] < best[1][0]:
+        best = (trial, trial_fit, element)
+    if best[1][0] > 0.9 * fit[0]:
+      break
+    xs, fit = best[0], best[1]
+    changed.append("site %d as %s (R1 %.3f)" % (i + 1, best[2], fit[0]))
+  return xs, fit, changed
+
+
+def settle_atom_count(xs, fit, f_obs, element, params, max_atoms=None):
+  """Let difference maps correct the model: rounds of adjust_atom_count
+  + refinement, each kept only if R1 does not rise by more than 0.005.  With
+  an estimated count atoms may be added and dropped freely; with a known one
+  (max_atoms) a wrong atom can only move to a better peak.  fit = (R1, CC,
+  F_calc) of xs.  Returns (structure, R1, CC, F_calc, added, dropped)."""
+  sp = params.sites
+  r1, cc, f_calc = fit
+  added = dropped = 0
+  for _ in range(sp.count_rounds):
+    trial, n_add, n_drop = adjust_atom_count(
+      xs, f_obs, element=element, add_ratio=sp.count_add_ratio, drop_ratio=sp.count_drop_ratio,
+      max_atoms=max_atoms)
+    if n_add == n_drop == 0:
+      break
+    refine_with_params(trial, f_obs, params)
+    r1_trial, cc_trial, f_calc_trial = r1_and_cc(f_obs, trial)
+    if r1_trial > r1 + 0.005:
+      break
+    xs, r1, cc, f_calc = trial, r1_trial, cc_trial, f_calc_trial
+    added, dropped = added + n_add, dropped + n_drop
+  return xs, r1, cc, f_calc, added, dropped
+
+
+# --- the whole finishing sequence --------------------------------------------------
+
+@dataclass
+class Finished:
+  """A finished structure and how well it explains the data."""
+  xray_structure: object
+  r1: float
+  cc: float
+  f_calc: object
+  steps: list = field(default_factory=list)
+  n_sites_source: str = "composition"
+
+
+def finish(xs, f_obs, params, n_sites, composition=None, count_known=True, max_atoms=None):
+  """Refine, complete and recycle a start, typing the elements as it goes;
+  settle the atom count with difference maps.  The same for every method.
+
+  composition: element -> sites (None: every site starts as carbon and heavy
+  atoms are found from the data).  count_known: n_sites is the true count
+  (from a composition) rather than an estimate; an estimate may grow to
+  max_atoms.  Returns a Finished."""
+  sites_of = composition_sites(composition)
+  light = elements_for_sites(sites_of, n_sites)[-1] if sites_of else "C"
+
+  def retype(xs, fit):
+    if sites_of:
+      return assign_elements(xs, f_obs, sites_of, params, fit)
+    if params.sites.heavy_elements:
+      xs, fit, changed = type_heavy_atoms(xs, fit, f_obs, params)
+      return xs, fit, ("heavy atoms from refined U_iso: " + "; ".join(changed)) if changed else None
+    return xs, fit, None
+
+  xs, r1, cc, f_calc, steps = refine_complete_recycle(xs, f_obs, n_sites, light, params,
+                                                      retype=retype)
+  source = "composition" if count_known else "estimated"
+  if params.sites.count_rounds:
+    n_before = xs.scatterers().size()
+    xs, r1, cc, f_calc, added, dropped = settle_atom_count(
+      xs, (r1, cc, f_calc), f_obs, light, params, max_atoms=n_sites if count_known else max_atoms)
+    if count_known and dropped:
+      steps.append("difference maps moved %d atoms (R1 %.3f)" % (dropped, r1))
+    elif not count_known:
+      source = "estimated: %d, %+d/-%d by difference maps" % (n_sites, added, dropped)
+      if added or dropped:
+        steps.append("atom count %d -> %d from difference maps (added %d, dropped %d)"
+                     % (n_before, xs.scatterers().size(), added, dropped))
+    if added or dropped:
+      xs, (r1, cc, f_calc), _ = retype(xs, (r1, cc, f_calc))
+  return Finished(xray_structure=relabel(xs), r1=r1, cc=cc, f_calc=f_calc, steps=steps,
+                  n_sites_source=source)
