@@ -64,11 +64,19 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
       json.dump(self.report, f, indent=2)
     if c.sweep:
       rows = [dict(s, method=m, **{report["parameter"]: v}) for (m, v), s in report["summaries"]]
-      plots.sweep_figure(rows, report["parameter"], prefix + ".png", methods=c.methods)
+      plots.sweep_figure(rows, report["parameter"], prefix + ".png", methods=c.methods,
+                         title=sweep_title(report))
     print("\nWrote: %s" % ", ".join(outputs), file=self.logger)
 
   def get_results(self):
     return self.report
+
+
+def sweep_title(report):
+  """What the cases were, for the PNG: suite, fixed settings, seed, criterion."""
+  fixed = ", ".join("%s=%s" % kv for kv in sorted((report.get("fixed") or {}).items()))
+  return "p2a.compare, %s suite%s, seed %s: solved = every atom within %.2g A" % (
+    report["suite"], " (%s)" % fixed if fixed else "", report.get("seed"), report["tolerance"])
 
 
 def main(args=None):
