@@ -309,8 +309,12 @@ def write_shelx(miller_array, prefix, xray_structure=None, title="cctbx_p2a",
   UNIT and HKLF: the symmetry a SHELX .hkl lacks (no atoms: it is a data
   set to be solved).  SFAC/UNIT (unit cell contents) come from
   `xray_structure` when given, else C 1."""
+  column_root_label(miller_array)  # refuses other observation types
   hkl_file, ins_file = prefix + ".hkl", prefix + ".ins"
-  write_hkl(miller_array, hkl_file)
+  with open(hkl_file, "w") as f:
+    # the values as they are (8 significant digits in each 8-column field,
+    # still read by SHELX's F8.2): a simulated data set is reproduced exactly
+    miller_array.export_as_shelx_hklf(f, full_dynamic_range=True)
   contents = {"C": 1}
   if xray_structure is not None:
     contents = unit_cell_contents(xray_structure)

@@ -12,7 +12,7 @@ from cctbx.development import random_structure
 
 from cctbx_p2a import files, reflections
 
-ROUND_TRIP_GROUPS = ["P-1", "P21/c", "C2/c", "P212121", "P21"]
+ROUND_TRIP_GROUPS = ["P-1", "P21/c", "C2/c", "P212121", "P21", "R-3c", "I-43d"]
 
 
 def seeded_structure(symbol, seed=0, elements=("C",) * 6 + ("N", "O", "S")):
@@ -146,7 +146,7 @@ def test_hkl_format_and_values(written):
   a, b = back.common_sets(i_obs)
   assert a.size() == i_obs.size()
   scale = flex.sum(a.data()) / flex.sum(b.data())
-  assert flex.max(flex.abs(a.data() - scale * b.data())) <= 0.006
+  assert flex.max(flex.abs(a.data() - scale * b.data())) <= 0.01  # F8.2 rounding
   # the .res says what the asymmetric unit holds
   assert data.composition == {"C": 6, "N": 1, "O": 1, "S": 1}
 
