@@ -469,10 +469,15 @@ def write_solution_mtz(f_obs, f_calc, file_name):
   FOM (sigma_A figure of merit, see sigma_a_weights), FWT,PHWT
   (2m|Fo| - D|Fc| with phi_c for acentric, m|Fo| for centric reflections)
   and DELFWT,PHDELWT (m|Fo| - D|Fc|, the difference map)."""
+  if f_obs.space_group().type().hall_symbol() != f_calc.space_group().type().hall_symbol():
+    raise Sorry("Map coefficients need F_obs and F_calc in one space group "
+                "(here %s and %s): compute F_calc on the F_obs set "
+                "(f_obs.structure_factors_from_scatterers(structure))."
+                % (f_obs.space_group_info(), f_calc.space_group_info()))
   fo = f_obs.map_to_asu()
   fo = fo.customized_copy(data=fo.data(), sigmas=fo.sigmas()
                           ).set_observation_type_xray_amplitude()
-  fc = f_calc.customized_copy(crystal_symmetry=fo.crystal_symmetry()).map_to_asu()
+  fc = f_calc.map_to_asu()
   fo, fc = fo.common_sets(fc)
   fom, d = sigma_a_weights(fo, fc)
   from cctbx.array_family import flex
