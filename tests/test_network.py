@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-import torch
+torch = pytest.importorskip("torch")  # the [train] extra; p2a.solve needs no torch
 from libtbx.utils import Sorry
 
 from cctbx_p2a import inference, model_files, network
