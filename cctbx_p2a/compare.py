@@ -9,7 +9,20 @@ atom lies within `tolerance` A.  Methods:
 * ``network``: the network's raw read-out scored as in the paper (mean
   distance of true atoms and inverses to the nearest peak) -- synthetic only;
 * ``random_recycling``: p2a's own refinement and dual-space recycling started
-  from random sites (5 starts) -- the control that shows what the network adds;
+  from random sites (5 starts);
+* ``p2a_untrained``: the control that shows what the network adds -- p2a's
+  whole pipeline (same parameters, told the composition) with the trained
+  network replaced by an untrained one of the same architecture (torch's
+  default initialisation, seeded by CONTROL_SEED, run by the same numpy
+  engine);
+* ``p2a_patterson``: the same pipeline reading the Patterson window itself
+  (origin peak removed, cropped to the output window) as the atom map.
+
+  Both control maps are put on a trained map's scale (background at 0,
+  highest point 0.5) so that the peak picker's absolute threshold does not
+  fail them before the rest of the pipeline can work: an untrained network's
+  raw map lies below sites.peak_threshold everywhere and would be an empty,
+  too easy, control.
 * the baselines of cctbx_p2a.baselines (charge flipping, tangent formula).
 
 Cases run in parallel over all cores, one process per core, each with one
@@ -31,7 +44,16 @@ SUITES = {
   "realistic": {"n_atoms": [4, 20], "elements": ["C", "N", "O"], "heavy_atom_fraction": 0.3,
                 "u_iso": [0.01, 0.06], "d_min": [1.0, 3.0], "noise": [0.0, 0.1],
                 "completeness": [0.8, 1.0], "random_cell": True, "observation": "intensities"},
+  # real molecules alone in P1 cells (cctbx_p2a.molecules: NCI compounds, BRICS
+  # recombinations, metal complexes; hydrogens scatter, n_atoms counts non-H
+  # atoms) with the realistic suite's U_iso, noise, completeness and cells
+  "molecules": {"molecule_source": "molecules", "n_atoms": [6, 40], "u_iso": [0.01, 0.06],
+                "d_min": [1.0, 2.5], "noise": [0.0, 0.1], "completeness": [0.8, 1.0],
+                "random_cell": True, "observation": "intensities"},
 }
+# methods that run p2a.solve, and need the trained model (or its card)
+SOLVE_METHODS = ("p2a", "p2a_estimated_count", "p2a_untrained", "p2a_patterson")
+CONTROL_SEED = 0
 SWEEPABLE = {"d_min": "range", "noise": "range", "completeness": "range", "n_atoms": "range",
              "cell_edge": "cell"}
 COMPARE_STREAM = 3
@@ -100,11 +122,107 @@ def _worker_init(model_name, baselines_params=None):
   _BASELINES = baselines_params
 
 
-def composition_of(xray_structure):
+def composition_counts(xray_structure):
+  """Element -> number of sites (what p2a and the finishing are told)."""
   counts = {}
   for sc in xray_structure.scatterers():
     counts[sc.scattering_type] = counts.get(sc.scattering_type, 0) + 1
-  return "".join("%s%d" % kv for kv in counts.items())
+  return counts
+
+
+def main_element(xray_structure):
+  """The most common element: what methods told only the atom count place."""
+  counts = composition_counts(xray_structure)
+  return max(counts, key=counts.get)
+
+
+def composition_of(xray_structure):
+  return "".join("%s%d" % kv for kv in composition_counts(xray_structure).items())
+
+
+_CONTROLS = {}
+
+
+def untrained_model(trained, seed=CONTROL_SEED):
+  """A network of `trained`'s architecture and grids with torch's default
+  initialisation (seeded) and no training, under the same card (its
+  Patterson settings, domain and voxel), run by the same engine."""
+  import copy
+  import torch
+  from cctbx_p2a import inference, network
+  card = copy.deepcopy(trained.card)
+  arch, grid = card["architecture"], card["grid"]
+  torch.manual_seed(seed)
+  net = network.build(arch["name"], grid["input_n"], grid["output_n"], arch["channels"])
+  card["name"] = "%s_untrained_seed%d" % (trained.name, seed)
+  card.pop("metrics", None)  # the trained model's mass per atom etc. do not apply
+  card["training"] = {"steps": 0, "note": "untrained control (torch default initialisation)"}
+  if arch["name"] == "unet":
+    return inference.NumpyModel({k: v.detach().numpy() for k, v in net.state_dict().items()}, card)
+  return network.Model(net, card)
+
+
+def on_atom_map_scale(y):
+  """A control's map with its median (the background) at 0, negatives at 0
+  and its highest point at 0.5, the height of a trained map's atoms."""
+  y = np.clip(y - np.median(y), 0, None)
+  return (0.5 * y / max(float(y.max()), 1e-12)).astype(np.float32)
+
+
+class ControlModel:
+  """A control in place of the trained model: its card (grids, Patterson
+  settings, domain) with another atom map.  source: 'untrained' (an untrained
+  network of the same architecture) or 'patterson' (the central output window
+  of the normalised Patterson, the origin peak within origin_radius A
+  removed)."""
+
+  def __init__(self, trained, source, origin_radius=1.5):
+    import copy
+    from cctbx_p2a import model_files
+    self.source, self.origin_radius = source, origin_radius
+    if source == "untrained":
+      self.network = untrained_model(trained)
+      card = self.network.card
+    else:
+      card = copy.deepcopy(trained.card)
+      card["name"] = "patterson_as_atom_map"
+      card.pop("metrics", None)
+    self.info = model_files.ModelInfo(card)
+    self.card = card
+
+  def __getattr__(self, name):
+    return getattr(self.info, name)
+
+  def predict(self, grid):
+    if self.source == "untrained":
+      return on_atom_map_scale(self.network.predict(grid))
+    from cctbx_p2a import patterson
+    n_in, n_out = self.card["grid"]["input_n"], self.card["grid"]["output_n"]
+    k = (n_in - n_out) // 2
+    y = np.array(grid[k:k + n_out, k:k + n_out, k:k + n_out], dtype=np.float32)
+    c = patterson.grid_coordinates(n_out, self.info.voxel)
+    r2 = c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2
+    y[r2 <= self.origin_radius ** 2] = np.median(y)
+    return on_atom_map_scale(y)
+
+
+def control_model(method, trained):
+  """The model a control method runs in place of the trained network (cached)."""
+  key = (method, trained.name)
+  if key not in _CONTROLS:
+    _CONTROLS[key] = ControlModel(trained, "untrained" if method == "p2a_untrained" else "patterson")
+  return _CONTROLS[key]
+
+
+def check_methods(methods):
+  """Refuse unknown method names before any case runs (a worker would only
+  record them as crashes)."""
+  from cctbx_p2a import baselines
+  known = SOLVE_METHODS + ("network", "random_recycling") + tuple(baselines.METHODS)
+  unknown = [m for m in methods if m not in known]
+  if unknown:
+    raise Sorry("Unknown method(s) %s: choose from %s (separate them with spaces, e.g. "
+                "methods='p2a p2a_untrained charge_flipping')." % (", ".join(unknown), ", ".join(known)))
 
 
 def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, sites_centred=None,
@@ -112,7 +230,7 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
   """Run one method on prepared amplitudes and score it against `reference`.
   With `polish`, a baseline's peaks get the same refinement and dual-space
   recycling that p2a.solve applies to the network's peaks."""
-  from cctbx_p2a import baselines, evaluation, phasing, sites
+  from cctbx_p2a import baselines, evaluation, finishing, phasing
   t0 = time.time()
   row = {"method": method}
   if method == "network":
@@ -124,32 +242,35 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
                mean_error_A=float(d[np.isfinite(d)].mean()) if np.isfinite(d).any() else None,
                n_matched=int(np.sum(d <= tolerance)) // 2, r1=None)
     return row
-  if method in ("p2a", "p2a_estimated_count"):
+  if method in SOLVE_METHODS:
     import copy
     params = copy.deepcopy(solve_params or phasing.default_params())
     # p2a is told the composition, as the baselines are told the atom count;
-    # p2a_estimated_count is not, and finds the count itself
-    params.solve.composition = composition_of(reference) if method == "p2a" else None
+    # p2a_estimated_count is not, and finds the count itself; the controls
+    # are told it like p2a and differ from it only in the atom map
+    params.solve.composition = None if method == "p2a_estimated_count" else composition_of(reference)
+    if method in ("p2a_untrained", "p2a_patterson"):
+      model = control_model(method, model)
     params.solve.force = True  # the harness measures; out-of-domain is reported by the sweep itself
     params.solve.seed = seed
     result = phasing.solve(f_obs, params=params, model=model)
     xs, r1 = result.xray_structure, result.r1
     row["n_sites"] = result.n_sites
   elif method == "random_recycling":
-    element = reference.scatterers()[0].scattering_type
-    xs = sites.random_start_recycling(f_obs, n_sites, element=element, seed=seed)
-    r1 = sites.r1_and_cc(f_obs, xs)[0]
+    element = main_element(reference)
+    xs = finishing.random_start_recycling(f_obs, n_sites, element=element, seed=seed)
+    r1 = finishing.r1_and_cc(f_obs, xs)[0]
   else:
     if method not in baselines.METHODS:
-      raise Sorry("Unknown method %r: choose from p2a, p2a_estimated_count, network, random_recycling, %s."
-                  % (method, ", ".join(baselines.METHODS)))
-    element = reference.scatterers()[0].scattering_type
+      raise Sorry("Unknown method %r: choose from %s, network, random_recycling, %s."
+                  % (method, ", ".join(SOLVE_METHODS), ", ".join(baselines.METHODS)))
+    element = main_element(reference)
     result = baselines.METHODS[method](f_obs, n_sites=n_sites, scattering_type=element, seed=seed,
                                        params=baselines_params)
     xs = result.xray_structure
     if polish and xs.scatterers().size():
-      xs = polish_solution(xs, f_obs, n_sites, element)
-    r1 = sites.r1_and_cc(f_obs, xs)[0] if xs.scatterers().size() else None
+      xs = polish_solution(xs, f_obs, n_sites, composition_counts(reference))
+    r1 = finishing.r1_and_cc(f_obs, xs)[0] if xs.scatterers().size() else None
   row["time_s"] = time.time() - t0
   score = baselines.score_against_reference(reference, xs, tolerance=tolerance)
   row.update(solved=bool(score["solved"]), n_matched=score["n_matched"], n_reference=score["n_reference"],
@@ -157,12 +278,13 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
   return row
 
 
-def polish_solution(xs, f_obs, n_sites, element):
-  """p2a's own finishing steps (refinement, completion, recycling when R1 is
-  poor) applied to another method's sites, so every method ends alike."""
-  from cctbx_p2a import phasing
-  xs = xs.expand_to_p1() if xs.space_group().order_z() > 1 else xs
-  return phasing.finish_structure(xs, f_obs, n_sites, element, phasing.default_params())[0]
+def polish_solution(xs, f_obs, n_sites, composition):
+  """p2a's own finishing (refinement, completion, recycling when R1 is poor,
+  elements from the composition, difference maps) applied to another
+  method's sites in the data's space group, so every method ends alike."""
+  from cctbx_p2a import finishing, phasing
+  return finishing.finish(xs, f_obs, phasing.default_params(), n_sites,
+                          composition=composition).xray_structure
 
 
 def _synthetic_task(task):
@@ -173,10 +295,17 @@ def _synthetic_task(task):
   case_seed = train.example_seed(seed, COMPARE_STREAM, k)
   case = synthetic.make_case(case_seed, params)
   f_obs = reflections.prepare(case.f_obs, source="synthetic").f_obs
-  row = run_method(method, f_obs, case.xray_structure, case.xray_structure.scatterers().size(),
-                   case_seed, tolerance, model=_MODEL, sites_centred=case.sites_centred,
-                   baselines_params=_BASELINES)
-  row.update(case=k, point=overrides, n_atoms=case.xray_structure.scatterers().size(),
+  reference = case.reference_structure  # non-H atoms: hydrogens scatter but are not scored
+  t0 = time.time()
+  try:
+    row = run_method(method, f_obs, reference, reference.scatterers().size(),
+                     case_seed, tolerance, model=_MODEL, sites_centred=case.sites_centred,
+                     baselines_params=_BASELINES)
+  except Exception as e:  # noqa: BLE001 -- a crash on one case is a failure of that method, kept in the JSON
+    row = {"method": method, "solved": False, "n_matched": 0, "n_reference": reference.scatterers().size(),
+           "mean_error_A": None, "r1": None, "time_s": time.time() - t0,
+           "error": "%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")}
+  row.update(case=k, point=overrides, n_atoms=reference.scatterers().size(),
              d_min=case.d_min)
   return row
 
@@ -193,20 +322,21 @@ def summarise(rows):
     "success_rate": float(np.mean([r["solved"] for r in rows])),
     "mean_error_A": float(np.mean(errors)) if errors else None,
     "median_time_s": float(np.median([r["time_s"] for r in rows])),
+    "crashed": sum(1 for r in rows if r.get("error")),  # counted as not solved
   }
   if rows[0]["method"] == "network":
-    d = np.concatenate([np.array(r["distances"]) for r in rows])
+    d = np.concatenate([np.array(r["distances"]) for r in rows if "distances" in r] or [np.zeros(0)])
     out["mean_error_A"] = float(d[np.isfinite(d)].mean()) if np.isfinite(d).any() else None
     out["atoms_within_0.5A"] = float(np.mean(d <= 0.5))
     out["atoms_within_1.0A"] = float(np.mean(d <= 1.0))
-    out["peak_precision"] = float(np.mean([r["peak_precision"] for r in rows]))
+    out["peak_precision"] = float(np.mean([r.get("peak_precision", 0.0) for r in rows]))
   else:
     matched = [r["n_matched"] / max(r.get("n_reference") or r.get("n_atoms") or 1, 1) for r in rows]
     out["atoms_within_0.5A"] = float(np.mean(matched))
     r1s = [r["r1"] for r in rows if r.get("r1") is not None]
     out["mean_r1"] = float(np.mean(r1s)) if r1s else None
-    if "n_sites" in rows[0]:  # p2a: how often the final atom count is the true one
-      out["atom_count_right"] = float(np.mean([r["n_sites"] == r["n_atoms"] for r in rows])) \
+    if any("n_sites" in r for r in rows):  # p2a: how often the final atom count is the true one
+      out["atom_count_right"] = float(np.mean([r.get("n_sites") == r["n_atoms"] for r in rows])) \
         if all("n_atoms" in r for r in rows) else None
   return out
 
@@ -233,6 +363,7 @@ def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, toleranc
   """Run every method on the same seeded cases (at each sweep point)."""
   import multiprocessing
   import click
+  check_methods(methods)
   parameter, values = parse_sweep(sweep)
   fixed = parse_fixed(fix)
   if parameter in fixed:
@@ -243,7 +374,7 @@ def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, toleranc
     for k in range(cases):
       for m in methods:
         tasks.append((m, suite, overrides, seed, k, tolerance))
-  needs_model = any(m in ("p2a", "p2a_estimated_count", "network") for m in methods)
+  needs_model = any(m in SOLVE_METHODS + ("network",) for m in methods)
   nproc = nproc or os.cpu_count() or 1
   rows = []
   t0 = time.time()
@@ -271,7 +402,7 @@ def run_on_file(observed, reference, methods, seed=7, tolerance=0.5, model_name=
                 solve_params=None, baselines_params=None):
   """Every method on one user data set, scored against a known structure."""
   from cctbx_p2a import model_files
-  model = model_files.load(model_name) if any(m in ("p2a", "p2a_estimated_count") for m in methods) else None
+  model = model_files.load(model_name) if any(m in SOLVE_METHODS for m in methods) else None
   f_obs = observed.f_obs
   if f_obs.space_group().order_z() > 1:
     f_obs = f_obs.expand_to_p1()

@@ -65,3 +65,69 @@ def test_realistic_sweep_with_a_fixed_parameter(tmp_cwd):
   with pytest.raises(Sorry, match="both swept and fixed"):
     run(["suite=realistic", "methods=p2a", "sweep=d_min=2,3", "fix=d_min=2.5",
          "output.overwrite=True"])
+
+
+def test_controls_run_beside_p2a_and_are_scored_alike(tmp_cwd):
+  """p2a_untrained and p2a_patterson run p2a's whole pipeline with another
+  atom map and get the same scoring (cases, success, R1, atom count)."""
+  report = run([EXAMPLE + ".mtz", "reference=%s.pdb" % EXAMPLE,
+                "methods=p2a p2a_untrained p2a_patterson"])
+  for method in ("p2a", "p2a_untrained", "p2a_patterson"):
+    entry = report[method]
+    assert entry["cases"] == 1 and 0.0 <= entry["success_rate"] <= 1.0
+    assert entry["mean_r1"] is not None and entry["median_time_s"] > 0
+    assert "atom_count_right" in entry
+  assert report["p2a"]["success_rate"] == 1.0
+
+
+def test_controls_are_on_by_default():
+  from cctbx_p2a import phil
+  methods = phil.extract("compare").compare.methods
+  assert methods[0] == "p2a" and "p2a_untrained" in methods and "p2a_patterson" in methods
+
+
+def test_untrained_control_is_the_trained_architecture_seeded():
+  import numpy as np
+  from cctbx_p2a import model_files, patterson
+  trained = model_files.load("default")
+  a, b = compare.untrained_model(trained), compare.untrained_model(trained)
+  other = compare.untrained_model(trained, seed=1)
+  assert a.card["grid"] == trained.card["grid"]
+  assert a.card["architecture"] == trained.card["architecture"]
+  assert "metrics" not in a.card and a.card["training"]["steps"] == 0
+  wa, wt = a.forward.w, trained.forward.w
+  assert sorted(wa) == sorted(wt) and all(wa[k].shape == wt[k].shape for k in wa)
+  assert all(np.array_equal(wa[k], b.forward.w[k]) for k in wa)
+  assert not np.array_equal(wa["stem.0.weight"], other.forward.w["stem.0.weight"])
+  assert not np.array_equal(wa["stem.0.weight"], wt["stem.0.weight"])
+  # both control maps are on the trained map's scale, centrosymmetric
+  x = np.random.default_rng(0).normal(size=(trained.card["grid"]["input_n"],) * 3).astype(np.float32)
+  x = 0.5 * (x + x[::-1, ::-1, ::-1])
+  for method in ("p2a_untrained", "p2a_patterson"):
+    y = compare.control_model(method, trained).predict(x)
+    assert y.shape == (trained.card["grid"]["output_n"],) * 3
+    assert y.max() == np.float32(0.5) and y.min() == 0.0
+    assert np.allclose(y, y[::-1, ::-1, ::-1], atol=1e-6)
+  # the Patterson control has no origin peak
+  y = compare.control_model("p2a_patterson", trained).predict(x)
+  c = patterson.grid_coordinates(y.shape[0], trained.voxel)
+  assert y[np.ix_(np.abs(c) < 1.0, np.abs(c) < 1.0, np.abs(c) < 1.0)].max() == 0.0
+
+
+def test_unknown_methods_are_refused_before_any_case(tmp_cwd):
+  with pytest.raises(Sorry, match="p2a_untrained"):
+    run(["methods=p2a,p2a_untrained", "cases=1", "nproc=1"])
+
+
+def test_molecules_suite_scores_non_h_atoms(tmp_cwd):
+  """suite=molecules: real molecules with hydrogens in the data; the
+  reference, composition and atom counts hold the non-H atoms only."""
+  pytest.importorskip("rdkit")
+  run(["suite=molecules", "methods=p2a_untrained", "cases=1", "nproc=1",
+       "fix=d_min=2.5 n_atoms=8"])
+  saved = json.load(open("p2a_compare.json"))
+  assert saved["settings"]["suite"] == "molecules"
+  assert saved["p2a_untrained"]["cases"] == 1 and saved["p2a_untrained"]["crashed"] == 0
+  assert "atom_count_right" in saved["p2a_untrained"]
+  params = compare.synthetic_params("molecules", {"n_atoms": 8, "d_min": 2.5})
+  assert params.molecule_source == "molecules" and list(params.n_atoms) == [8, 8]

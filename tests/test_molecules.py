@@ -116,3 +116,23 @@ def test_hydrogens_scatter_but_are_not_targets():
   again = synthetic.make_case(5, params)
   assert np.array_equal(again.sites_centred, case.sites_centred)
   assert list(again.f_obs.data()) == list(case.f_obs.data())
+
+
+def test_simulate_writes_a_molecule_case(tmp_cwd):
+  """p2a.simulate suite=molecules: the suite's settings, a user's non-default
+  value winning, hydrogens in the written structure."""
+  import io
+  from iotbx.cli_parser import run_program
+  from libtbx.utils import multi_out
+  from cctbx_p2a import files
+  from cctbx_p2a.programs import simulate
+  log, logger = io.StringIO(), multi_out()
+  logger.register("log", log)
+  names = run_program(program_class=simulate.Program, logger=logger,
+                      args=["suite=molecules", "seed=3", "n_atoms=14", "d_min=2.5 2.5"])
+  text = log.getvalue()
+  assert "14 non-H atoms" in text and "d_min:         2.500 A" in text
+  xs = files.read_structure(names[1])
+  types = [sc.scattering_type.strip() for sc in xs.scatterers()]
+  assert sum(t != "H" for t in types) == 14 and "H" in types
+  assert xs.unit_cell().parameters()[3] != 90  # the suite's random cell, not the paper's
