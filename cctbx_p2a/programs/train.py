@@ -17,14 +17,18 @@ master_phil_str = phil.master_phil_str("train", "synthetic", "patterson")
 class Program(ProgramTemplate):
   program_name = "p2a.train"
   description = """
-Train a Patterson-to-atoms network on seeded synthetic data (made on the fly
-through the same cctbx Patterson path as real data), with checkpoints, resume,
+Train a Patterson-to-atoms network on seeded synthetic data (made on the fly,
+giving the network what the cctbx Patterson path gives it), with checkpoints, resume,
 validation on a fixed held-out set and a final evaluation in the model card.
 
   p2a.train train.name=my_model train.steps=4000 [train.resume=my_model.ckpt]
   p2a.train network.architecture=hurwitz2020 patterson.box_edge=40 target.output_box_edge=40
+  torchrun --nproc_per_node=4 -m cctbx_p2a.programs.train train.name=my_model ...
 
 Writes <train.output_dir>/<train.name>.pt, .json (model card) and .ckpt.
+Under torchrun each process trains a replica (gloo on CPUs, NCCL on GPUs)
+and rank 0 writes the files; train.max_minutes= runs a long training in
+chunks that each end with a checkpoint (docs/training.md).
 """
   datatypes = ["phil"]
   master_phil_str = master_phil_str
@@ -53,6 +57,9 @@ Writes <train.output_dir>/<train.name>.pt, .json (model card) and .ckpt.
 
 def main(args=None):
   """Console script p2a.train; returns the exit status (0 done, 1 refused)."""
+  import sys
+  if int(os.environ.get("RANK", "0")) > 0:   # under torchrun, rank 0 alone reports (errors still reach stderr)
+    sys.stdout = open(os.devnull, "w")
   return common.run(Program, args, data_key=None, symmetry_key=None)
 
 
