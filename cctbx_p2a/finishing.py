@@ -105,6 +105,8 @@ def refine(xray_structure, f_obs, cycles=2, max_iterations=25, refine_u_iso=True
   from cctbx import xray
   from cctbx.array_family import flex
   import scitbx.lbfgs
+  if xray_structure.scatterers().size() == 0:
+    return xray_structure  # nothing to refine (an empty start; completion may add atoms)
   if max_reflections and f_obs.size() > max_reflections:
     keep = np.random.default_rng(0).permutation(f_obs.size())[:max_reflections]
     f_obs = f_obs.select(flex.size_t(sorted(keep.tolist())))

@@ -346,7 +346,8 @@ def choose_start(f_obs, model, n_atoms, params):
   a space group other than P1, or a cell too small for one isolated molecule
   -- is outside every shipped model, and with start=auto gets the
   conventional start (charge flipping, smtbx) in its own space group: the
-  finishing is the same, and the log says the network took no part."""
+  finishing is the same, and the log says the network took no part.
+  solve.force only lets the network run outside its domain (start=network)."""
   problems = domain_problems(f_obs, model, n_atoms)
   choice = params.solve.start
   if choice == "network":
@@ -354,7 +355,7 @@ def choose_start(f_obs, model, n_atoms, params):
   if choice == "charge_flipping":
     return "charge_flipping", "charge flipping (start=charge_flipping)", problems
   crystal = [text for kind, text in problems if kind == "crystal"]
-  if crystal and not params.solve.force:
+  if crystal:
     d_min = f_obs.d_min()
     caveat = "" if d_min <= 1.2 else (" -- at %.2f A, beyond the atomic resolution that direct "
                                       "methods need, expect no solution" % d_min)

@@ -1,0 +1,37 @@
+"""Measured crystals: p2a, its control and the direct methods on published data.
+
+    python benchmarks/measured_sets.py [FOLDER] [--cuts native,1.2,1.5,2.0]
+        [--methods p2a,p2a_untrained,charge_flipping,tangent_formula] [--json out.json]
+
+FOLDER defaults to ../shared/data/measured beside the repository; cctbx's own
+thpp set is always added.  Prints the markdown tables of docs/crystals.md.
+"""
+import argparse
+import json
+import os
+import sys
+
+import cctbx_p2a  # noqa: F401  (import order)
+from cctbx_p2a import measured
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("folder", nargs="?", default=os.path.join(REPO, "..", "shared", "data", "measured"))
+  ap.add_argument("--cuts", default="native,1.2,1.5,2.0")
+  ap.add_argument("--methods", default="p2a,p2a_untrained,charge_flipping,tangent_formula")
+  ap.add_argument("--json", default=None)
+  args = ap.parse_args()
+  sets = [s for s in [measured.thpp_set()] if s] + measured.find_sets(args.folder)
+  methods = args.methods.split(",")
+  rows = measured.run(sets, cuts=args.cuts.split(","), methods=methods, log=sys.stderr)
+  print(measured.format_table(rows, methods))
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(rows, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,135 @@
+"""Crystals end to end: data in a space group are phased in that space group,
+and the structure comes back as its asymmetric unit, in files that read back
+with the same symmetry.  Real data first (thpp from cctbx, one published set
+from shared/data/measured), then a real molecule packed in each of the common
+small-molecule space groups."""
+import json
+import os
+
+import gemmi
+import numpy as np
+import pytest
+from cctbx import crystal, sgtbx, xray
+from cctbx.array_family import flex
+from iotbx.cli_parser import run_program
+
+from cctbx_p2a import baselines, files, finishing, measured, phasing, synthetic
+from cctbx_p2a.programs import common, solve
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MEASURED = os.path.join(REPO, "..", "shared", "data", "measured")
+
+
+def run_solve(args):
+  return run_program(program_class=solve.Program, args=common.file_arguments_as_phil(args),
+                     logger=open(os.devnull, "w"))
+
+
+def fraction_placed(reference, found, tolerance=0.5):
+  score = baselines.score_against_reference(reference, found, tolerance=tolerance)
+  return score["n_matched"] / score["n_reference"], score
+
+
+def test_thpp_from_shelx_files_solves_in_its_space_group(tmp_cwd):
+  """cctbx's thpp: unmerged HKLF 4 + .ins (composition from SFAC/UNIT / Z,
+  nothing typed by the user), P2_1/n, 0.70 A, with disorder."""
+  thpp = measured.thpp_set()
+  result = run_solve([thpp.data, os.path.splitext(thpp.data)[0] + ".ins", "output.prefix=thpp"])
+  summary = json.load(open("thpp.json"))
+  assert summary["solved"] and result.solved
+  assert summary["start"] == "charge_flipping" and summary["space_group"] == "P 1 21/n 1"
+  assert any("SFAC/UNIT" in n for n in summary["notes"]), summary["notes"]
+  reference = measured.reference_sites(files.read_structure(thpp.reference))
+  fraction, score = fraction_placed(reference, result.xray_structure)
+  assert fraction >= 0.9, score
+  # F (the heaviest element here) on both F sites; C/N share a disordered site
+  assert score["elements_right"] >= 0.8, score
+  is_f = lambda xs: xs.select(xs.scatterers().extract_scattering_types() == "F")
+  assert baselines.score_against_reference(is_f(reference), is_f(result.xray_structure))["n_matched"] == 2
+  for name in ("thpp.res", "thpp.cif", "thpp.pdb"):
+    xs = files.read_structure(name)
+    assert xs.space_group_info().type().number() == 14, name
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(MEASURED, "ylid_p212121")),
+                    reason="shared/data/measured is not beside this checkout")
+def test_published_measured_set_solves():
+  """The sulfur ylid (P2_12_12_1, Mo, 0.73 A): solved from the merged MTZ
+  with its composition, the S on the S site."""
+  s = next(x for x in measured.find_sets(MEASURED) if x.name == "ylid_p212121")
+  observed, reference = measured.load(s)
+  params = phasing.default_params()
+  params.solve.composition = "C11O2S"
+  result = phasing.solve(observed, params=params)
+  assert result.solved and str(result.xray_structure.space_group_info()) == "P 21 21 21"
+  fraction, score = fraction_placed(reference, result.xray_structure)
+  assert fraction >= 0.9, score
+  sulfur = [sc for sc in result.xray_structure.scatterers() if sc.scattering_type == "S"]
+  ref_s = reference.select(reference.scatterers().extract_scattering_types() == "S")
+  assert len(sulfur) == 1
+  assert finishing.distances_to_structure(ref_s, [sulfur[0].site], 3.0)[0] < 3.0
+  assert baselines.score_against_reference(ref_s, result.xray_structure.select(
+    result.xray_structure.scatterers().extract_scattering_types() == "S"))["n_matched"] == 1
+
+
+def thpp_molecule_cartesian():
+  """Non-H sites of thpp (one per disordered site), Cartesian, centred."""
+  ref = measured.reference_sites(files.read_structure(measured.thpp_set().reference))
+  sites = np.array(ref.sites_cart())
+  return sites - sites.mean(axis=0), list(ref.scatterers().extract_scattering_types())
+
+
+def contacts_with_copies(xs, cutoff):
+  """Atom pairs closer than cutoff A that involve a symmetry copy."""
+  pairs = crystal.pair_asu_table(xs.asu_mappings(buffer_thickness=cutoff))
+  pairs.add_all_pairs(distance_cutoff=cutoff)
+  return [(i, j) for i, row in enumerate(pairs.extract_pair_sym_table())
+          for j, ops in row.items() for op in ops if op.as_xyz() != "x,y,z"]
+
+
+def packed(space_group_symbol, sites_cart, elements, seed=0):
+  """The molecule as the asymmetric unit of a crystal in the space group, in
+  a cell large enough that no symmetry copy comes within 3 A of it."""
+  rng = np.random.default_rng(seed)
+  info = sgtbx.space_group_info(space_group_symbol)
+  extent = float(np.ptp(sites_cart, axis=0).max())
+  edge = 2 * extent + 4
+  angles = {"monoclinic": (90, 101, 90), "triclinic": (84, 95, 101)}.get(
+    info.group().crystal_system().lower(), (90, 90, 90))
+  for grow in range(8):
+    cell = [edge * f for f in (1.0, 1.07, 1.13)] + list(angles)
+    cs = crystal.symmetry(unit_cell=cell, space_group_info=info)
+    centre = cs.unit_cell().orthogonalize((0.23, 0.17, 0.31))
+    xs = xray.structure(crystal_symmetry=cs, scatterers=flex.xray_scatterer([
+      xray.scatterer(label="%s%d" % (e, i + 1), site=cs.unit_cell().fractionalize(tuple(s + centre)),
+                     u=0.03, scattering_type=e) for i, (s, e) in enumerate(zip(sites_cart, elements))]))
+    if not contacts_with_copies(xs, 3.0):
+      return xs
+    edge *= 1.15
+  raise AssertionError("could not pack the molecule in %s" % space_group_symbol)
+
+
+@pytest.mark.parametrize("space_group", ["P -1", "P 21/c", "C 2/c", "P 21 21 21", "P 21"])
+def test_space_group_round_trip(tmp_cwd, space_group):
+  """thpp's molecule packed in the space group, data to 1.0 A with 3 % noise:
+  p2a.solve phases it in that space group; .res/.hkl/.cif/.pdb/.mtz read back
+  (iotbx and gemmi) with the same space group."""
+  sites, elements = thpp_molecule_cartesian()
+  xs = packed(space_group, sites, elements)
+  rng = np.random.default_rng(5)
+  data = synthetic.simulated_data(xs, 1.0, rng, noise=0.03, observation="intensities")
+  files.write_mtz(data, "case.mtz")
+  composition = "".join("%s%d" % (e, elements.count(e)) for e in sorted(set(elements)))
+  result = run_solve(["case.mtz", "composition=%s" % composition, "output.prefix=out"])
+  number = xs.space_group_info().type().number()
+  assert result.xray_structure.space_group_info().type().number() == number
+  assert result.solved, result.notes
+  fraction, score = fraction_placed(xs, result.xray_structure)
+  assert fraction >= 0.9, score
+  for name in ("out.res", "out.cif", "out.pdb"):
+    assert files.read_structure(name).space_group_info().type().number() == number, name
+  assert gemmi.read_structure("out.pdb").find_spacegroup().number == number
+  assert gemmi.read_mtz_file("out.mtz").spacegroup.number == number
+  doc = gemmi.cif.read("out.cif")
+  assert gemmi.find_spacegroup_by_name(doc.sole_block().find_value("_symmetry_space_group_name_H-M")
+                                       .strip("'")).number == number
