@@ -657,3 +657,18 @@ def test_measured_unmerged_data(name):
   if name == "ylid_p212121":
     assert data.absences["n"] == 20 and data.absences["mean_i_over_sigma"] < 3
   assert data.warnings == []
+
+
+def test_molecule_in_a_large_cell_is_not_called_twinned(thpp_box):
+  """A 16-atom molecule in a 40 A cubic P1 cell: its smooth molecular
+  transform makes neighbouring reflections correlate (0.92) and would fake
+  twinning (twin pairs near the axes) and centric statistics (<|E^2-1|>
+  1.15); the crystal tests are skipped with a note instead."""
+  data = prepare(thpp_box)
+  assert data.twinning["neighbour_correlation"] > 0.8
+  assert data.twinning["skipped"].startswith("oversampled")
+  assert data.warnings == []
+  assert any(n.startswith("twinning and pseudo-symmetry tests skipped") for n in data.notes)
+  crystal_data = read(thpp_path(".hkl"))
+  assert abs(crystal_data.twinning["neighbour_correlation"]) < 0.3
+  assert "skipped" not in crystal_data.twinning
