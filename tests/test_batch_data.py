@@ -3,12 +3,13 @@ import io
 
 import numpy as np
 import pytest
-import torch
 from cctbx import miller
 from cctbx.array_family import flex
 from libtbx.utils import Sorry
 
-from cctbx_p2a import batch_data, patterson, phil, synthetic, train
+torch = pytest.importorskip("torch")  # the [train] extra
+
+from cctbx_p2a import batch_data, patterson, phil, synthetic, train  # noqa: E402
 
 
 def correlation(a, b):

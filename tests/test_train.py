@@ -1,9 +1,12 @@
 """Training: a tiny configuration learns, and an interrupted run resumes exactly."""
+import io
 import json
 import os
 
 import pytest
 torch = pytest.importorskip("torch")  # the [train] extra; p2a.solve needs no torch
+
+from libtbx.utils import Sorry
 
 from cctbx_p2a import phil, train
 
@@ -75,3 +78,44 @@ def test_fine_tuning_from_another_architecture_is_refused(tmp_path):
   params = tiny_params(tmp_path, **{"train.steps": 1, "train.init_from": "paper"})
   with pytest.raises(Sorry, match="init_from=paper"):
     train.run(params, progress=False)
+
+
+class Terminal(io.StringIO):
+  def isatty(self):
+    return True
+
+
+def test_progress_is_plain_lines_off_a_terminal_and_one_line_on_it(tmp_path):
+  log = io.StringIO()
+  train.run(tiny_params(tmp_path / "file", **{"train.steps": 6, "train.validate_every": 100,
+                                               "train.progress_every": 2}), log=log)
+  assert "\r" not in log.getvalue()
+  progress = [line.split()[1] for line in log.getvalue().splitlines() if line.startswith("step ")]
+  assert progress[:3] == ["2/6", "4/6", "6/6"]
+  terminal = Terminal()
+  train.run(tiny_params(tmp_path / "tty", **{"train.steps": 3, "train.validate_every": 100}), log=terminal)
+  assert terminal.getvalue().count("\rstep ") == 3
+
+
+def test_device_is_cuda_then_mps_then_cpu_and_bf16_only_on_gpus(monkeypatch):
+  params = phil.extract("train", "synthetic", "patterson")
+  if not torch.cuda.is_available():
+    assert train.choose_device(params).type in ("cpu", "mps")
+    with pytest.raises(Sorry, match="no CUDA GPU"):
+      train.choose_device(phil.extract("train", "synthetic", "patterson", **{"train.device": "cuda"}))
+  cpu = torch.device("cpu")
+  assert not train.use_bf16(params, cpu)
+  with pytest.raises(Sorry, match="mixed_precision=bf16"):
+    train.use_bf16(phil.extract("train", "synthetic", "patterson", **{"train.mixed_precision": "bf16"}), cpu)
+  monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+  assert train.choose_device(params).type == "mps"
+  monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+  monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+  monkeypatch.setattr(torch.cuda, "set_device", lambda index: None)
+  assert train.choose_device(params, local_rank=1) == torch.device("cuda", 1)
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path, monkeypatch):
+  monkeypatch.setenv("WORLD_SIZE", "3")
+  with pytest.raises(Sorry, match="multiple of 3"):
+    train.Trainer(tiny_params(tmp_path, **{"train.steps": 1}))
