@@ -597,6 +597,8 @@ def check_twinning(a, params, notes, warnings):
   - L-test (Padilla & Yeates 2003) on positive acentric intensities: <|L|>
     0.5 untwinned, 0.375 perfect twin; below params.l_test_warning is
     flagged.  Insensitive to translational pseudo-symmetry.
+  - Translational pseudo-symmetry by half a lattice vector or pseudo-
+    centring (see _check_pseudo_translation).
   - Twin laws allowed by the lattice ((pseudo-)merohedry), each with a
     twin fraction from the correlation of twin-related E^2 (any space
     group), and from the H-test and the Britton plot (acentric intensities
@@ -631,6 +633,7 @@ def check_twinning(a, params, notes, warnings):
         % (neighbour_cc, params.oversampling_correlation))
       result["skipped"] = "oversampled (isolated molecule in a large cell)"
       return result
+    _check_pseudo_translation(_normalised_intensities(i), params, result, warnings)
     acentric = i.select_acentric()
     if acentric.size() >= 100:
       e2 = _normalised_intensities(i).select_acentric()
@@ -673,6 +676,38 @@ def check_twinning(a, params, notes, warnings):
     result["error"] = "%s: %s" % (type(e).__name__, e)
     notes.append("twinning tests skipped (%s)" % result["error"])
   return result
+
+
+def _check_pseudo_translation(e2, params, result, warnings, min_class=50):
+  """Translational pseudo-symmetry by half a lattice vector or pseudo-
+  centring: with a pseudo-translation t = p/2 (p a vector of 0s and 1s),
+  reflections with p.h odd are systematically weak.  For each of the seven
+  parity classes the mean E^2 of p.h odd over p.h even is recorded; a ratio
+  below params.pseudo_translation_ratio is flagged (1 for no translation,
+  0 for an exact one).  Classes the lattice centring empties are skipped."""
+  from cctbx.array_family import flex
+  ratios = {}
+  indices = e2.indices()
+  for p in ((1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, 0, 1), (0, 1, 1), (1, 1, 1)):
+    odd = flex.bool([(p[0] * h[0] + p[1] * h[1] + p[2] * h[2]) % 2 == 1 for h in indices])
+    n_odd = odd.count(True)
+    if n_odd < min_class or odd.size() - n_odd < min_class:
+      continue
+    even_mean = flex.mean(e2.data().select(~odd))
+    if even_mean > 0:
+      ratios["(%s)/2" % ",".join(str(x) for x in p)] = \
+        flex.mean(e2.data().select(odd)) / even_mean
+  result["pseudo_translation_ratios"] = ratios
+  if ratios:
+    vector, ratio = min(ratios.items(), key=lambda kv: kv[1])
+    if ratio < params.pseudo_translation_ratio:
+      warnings.append(
+        "translational pseudo-symmetry: reflections odd for the translation "
+        "%s are %.0f %% as strong as the others on average (flagged below "
+        "%.0f %%): the cell may be a supercell, the structure may repeat by "
+        "nearly half a lattice vector, or heavy atoms sit that far apart; "
+        "expect a false (doubled) solution to look plausible" % (
+          vector, 100 * ratio, 100 * params.pseudo_translation_ratio))
 
 
 def _neighbour_correlation(e2, min_pairs=50):

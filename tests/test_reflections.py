@@ -672,3 +672,32 @@ def test_molecule_in_a_large_cell_is_not_called_twinned(thpp_box):
   crystal_data = read(thpp_path(".hkl"))
   assert abs(crystal_data.twinning["neighbour_correlation"]) < 0.3
   assert "skipped" not in crystal_data.twinning
+
+
+def test_translational_pseudo_symmetry_is_flagged():
+  """Two copies of a P2_1 molecule half an a-axis apart (the second moved
+  0.1 A at random): h-odd reflections are weak and flagged; without the
+  copy nothing is."""
+  import random
+  from cctbx import xray
+  rnd = random.Random(3)
+  xs = df.structure("P21", unit_cell=(18, 10, 11, 90, 100, 90), n_atoms=8, seed=3)
+  doubled = xs.deep_copy_scatterers()
+  for sc in xs.scatterers():
+    site = [sc.site[0] + 0.5 + rnd.gauss(0, 0.1 / 18), sc.site[1] + rnd.gauss(0, 0.01),
+            sc.site[2] + rnd.gauss(0, 0.01)]
+    doubled.add_scatterer(xray.scatterer(label=sc.label + "b", site=site, u=0.02,
+                                         scattering_type="C"))
+  for structure, flagged in ((doubled, True), (xs, False)):
+    i = structure.structure_factors(d_min=0.9).f_calc().intensities()
+    i = i.customized_copy(sigmas=0.03 * i.data() + 0.01 * flex.mean(i.data())
+                          ).set_observation_type_xray_intensity()
+    data = prepare(i)
+    ratios = data.twinning["pseudo_translation_ratios"]
+    warned = [w for w in data.warnings if w.startswith("translational pseudo-symmetry")]
+    assert bool(warned) == flagged, (ratios, data.warnings)
+    if flagged:
+      assert min(ratios, key=ratios.get) == "(1,0,0)/2" and ratios["(1,0,0)/2"] < 0.2
+      assert "(1,0,0)/2" in warned[0]
+    else:
+      assert min(ratios.values()) > 0.6
