@@ -133,17 +133,11 @@ def latt_symm_lines(space_group):
   ltr_symbol = space_group.conventional_centring_type_symbol()
   n = "PIRFABC".find(ltr_symbol) + 1 if ltr_symbol else 0
   origin_centric = space_group.is_centric() and space_group.is_origin_centric()
-  if n > 0:
-    lattice_ops = 1
-    ops = [space_group(0, 0, i) for i in range(space_group.n_smx())]
-    if space_group.is_centric() and not origin_centric:
-      ops += [space_group(0, 1, i) for i in range(space_group.n_smx())]
-  else:
-    n, lattice_ops = 1, space_group.n_ltr()
-    ops = [space_group(i_ltr, i_inv, i)
-           for i_ltr in range(lattice_ops)
-           for i_inv in range(2 if space_group.is_centric() and not origin_centric else 1)
-           for i in range(space_group.n_smx())]
+  translations = range(1) if n > 0 else range(space_group.n_ltr())
+  inversions = range(2 if space_group.is_centric() and not origin_centric else 1)
+  n = max(n, 1)
+  ops = [space_group(i_ltr, i_inv, i_smx) for i_ltr in translations
+         for i_inv in inversions for i_smx in range(space_group.n_smx())]
   lines = ["LATT %d" % (n if origin_centric else -n)]
   for op in ops:
     if op.is_unit_mx():

@@ -6,7 +6,7 @@ import os
 import random
 
 import pytest
-from cctbx import crystal, miller, sgtbx, xray
+from cctbx import crystal, sgtbx, xray
 from cctbx.array_family import flex
 from cctbx.development import random_structure
 
@@ -312,3 +312,20 @@ def test_thpp_reference_explains_the_written_hkl(tmp_path):
   k = flex.sum(fo.data() * fc.data()) / flex.sum(fc.data() * fc.data())
   r1 = flex.sum(flex.abs(fo.data() - k * fc.data())) / flex.sum(fo.data())
   assert r1 < 0.1
+
+
+def test_latt_symm_for_a_centring_shelx_has_no_latt_for(tmp_path):
+  """P2_1/c with an extra (1/2,0,0) centring: LATT 1 and the centring
+  written out as SYMM cards; iotbx rebuilds the same group."""
+  g = sgtbx.space_group(sgtbx.space_group_info("P21/c").group())
+  g.expand_ltr(sgtbx.tr_vec((6, 0, 0), 12))
+  lines = files.latt_symm_lines(g)
+  assert lines == ["LATT 1", "SYMM -X,0.5+Y,0.5-Z", "SYMM 0.5+X,Y,Z", "SYMM 0.5-X,0.5+Y,0.5-Z"]
+  cs = crystal.symmetry(unit_cell=(10, 11, 12, 90, 100, 90),
+                        space_group_info=sgtbx.space_group_info(group=g))
+  header, _ = files.shelx_header_lines(cs, {"C": 8}, "t")
+  ins = str(tmp_path / "x.ins")
+  with open(ins, "w") as f:
+    f.write("\n".join(header + ["HKLF 4", "END"]) + "\n")
+  from iotbx.shelx import crystal_symmetry_from_ins
+  assert crystal_symmetry_from_ins.extract_from(ins).space_group() == g
