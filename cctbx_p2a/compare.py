@@ -399,30 +399,53 @@ def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, toleranc
 
 
 def run_on_file(observed, reference, methods, seed=7, tolerance=0.5, model_name="default",
-                solve_params=None, baselines_params=None):
-  """Every method on one user data set, scored against a known structure."""
-  from cctbx_p2a import model_files
+                solve_params=None, baselines_params=None, min_fraction=0.9):
+  """Every method on one user data set, in its own space group, scored
+  against a known structure (its non-H atoms, one per disordered site):
+  solved = at least min_fraction of them within tolerance A."""
+  from cctbx_p2a import measured, model_files
   model = model_files.load(model_name) if any(m in SOLVE_METHODS for m in methods) else None
   f_obs = observed.f_obs
-  if f_obs.space_group().order_z() > 1:
-    f_obs = f_obs.expand_to_p1()
-    reference = reference.expand_to_p1()
+  reference = measured.reference_sites(reference)
   rows, summaries = [], []
   for m in methods:
     if m == "network":
       continue  # needs the true centred sites; only in synthetic suites
     row = run_method(m, f_obs, reference, reference.scatterers().size(), seed, tolerance,
                      model=model, solve_params=solve_params, baselines_params=baselines_params)
+    row["fraction_matched"] = row["n_matched"] / max(row["n_reference"], 1)
+    row["solved"] = row["fraction_matched"] >= min_fraction
     rows.append(row)
     summaries.append(((m, None), summarise([row])))
   return {"suite": "file", "methods": list(methods), "tolerance": tolerance, "parameter": None,
-          "summaries": summaries, "rows": rows}
+          "min_fraction": min_fraction, "summaries": summaries, "rows": rows}
+
+
+def run_on_measured(folder, methods, cuts, seed=7, tolerance=0.5, min_fraction=0.9,
+                    model_name="default", log=sys.stdout):
+  """Every method on every measured set (and cctbx's thpp) at every cut;
+  summaries per (method, cut) as for a sweep over 'cut'."""
+  from cctbx_p2a import measured
+  sets = [s for s in [measured.thpp_set()] if s] + measured.find_sets(folder)
+  rows = measured.run(sets, cuts=cuts, methods=methods, seed=seed, tolerance=tolerance,
+                      min_fraction=min_fraction, model_name=model_name, log=log)
+  summaries = []
+  for cut in cuts:
+    for m in methods:
+      sel = [r for r in rows if r["method"] == m and r["cut"] == cut]
+      if sel:
+        summaries.append(((m, cut), summarise(sel)))
+  return {"suite": "measured", "measured": folder, "sets": [s.name for s in sets],
+          "methods": list(methods), "tolerance": tolerance, "min_fraction": min_fraction,
+          "parameter": "cut", "values": list(cuts), "summaries": summaries, "rows": rows,
+          "table": measured.format_table(rows, methods)}
 
 
 def as_json(report):
   """{method: summary, ...} plus per-point entries when swept, and the settings."""
   out = {"settings": {k: report[k] for k in ("suite", "methods", "tolerance", "parameter") if k in report}}
-  for k in ("fixed", "cases", "seed", "values", "nproc", "wall_time_s"):
+  for k in ("fixed", "cases", "seed", "values", "nproc", "wall_time_s", "min_fraction", "measured",
+            "sets"):
     if k in report:
       out["settings"][k] = report[k]
   for (m, value), s in report["summaries"]:

@@ -196,6 +196,38 @@ def sweep_plot(rows, parameter, methods=None, title=None):
   return fig
 
 
+def cuts_figure(rows, methods, file_name, title=None):
+  """Measured data: for each resolution cut, how many sets each method
+  solved (bars side by side, 'k/n' on each), written as a PNG.  rows: the
+  per-run dicts of cctbx_p2a.measured.run."""
+  cuts = []
+  for r in rows:
+    if r["cut"] not in cuts:
+      cuts.append(r["cut"])
+  fig = _figure(figsize=(9, 4.6))
+  ax = fig.subplots(1, 1)
+  width = 0.8 / max(len(methods), 1)
+  x = np.arange(len(cuts))
+  for k, m in enumerate(methods):
+    solved = [sum(r["solved"] for r in rows if r["cut"] == c and r["method"] == m) for c in cuts]
+    total = [sum(1 for r in rows if r["cut"] == c and r["method"] == m) for c in cuts]
+    bars = ax.bar(x + (k - (len(methods) - 1) / 2) * width, solved, width, label=m, color="C%d" % k)
+    for b, s_, n in zip(bars, solved, total):
+      ax.annotate("%d/%d" % (s_, n), (b.get_x() + b.get_width() / 2, s_), ha="center", va="bottom",
+                  fontsize=7, xytext=(0, 2), textcoords="offset points")
+  ax.set_xticks(x)
+  ax.set_xticklabels([("%s A" % c) if c != "native" else "native" for c in cuts])
+  ax.set_xlabel("data cut to")
+  ax.set_ylabel("data sets solved")
+  ax.set_ylim(0, 1.2 * max([1] + [sum(1 for r in rows if r["cut"] == c and r["method"] == methods[0])
+                                  for c in cuts]))
+  ax.legend(fontsize=8)
+  ax.set_title(title or "Measured data sets solved per method", fontsize=10)
+  fig.tight_layout()
+  fig.savefig(file_name, dpi=90)
+  return file_name
+
+
 def loss_curves(histories, file_name, title="Training loss"):
   """Validation (and training) loss versus step for several runs: {label: history}."""
   fig = _figure(figsize=(6.5, 4.2))

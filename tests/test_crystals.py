@@ -133,3 +133,24 @@ def test_space_group_round_trip(tmp_cwd, space_group):
   doc = gemmi.cif.read("out.cif")
   assert gemmi.find_spacegroup_by_name(doc.sole_block().find_value("_symmetry_space_group_name_H-M")
                                        .strip("'")).number == number
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(MEASURED, "ylid_p212121")),
+                    reason="shared/data/measured is not beside this checkout")
+def test_compare_on_a_measured_folder(tmp_cwd):
+  """p2a.compare measured=FOLDER: every method on every set (thpp added) at
+  every cut, scored by the >= 90 % rule, with a table, JSON and PNG."""
+  from cctbx_p2a.programs import compare as compare_program
+  os.mkdir("sets")
+  os.symlink(os.path.abspath(os.path.join(MEASURED, "ylid_p212121")), os.path.join("sets", "ylid"))
+  run_program(program_class=compare_program.Program,
+              args=["compare.measured=sets", "cuts=native", "methods=p2a charge_flipping",
+                    "output.prefix=cmp"], logger=open(os.devnull, "w"))
+  report = json.load(open("cmp.json"))
+  assert report["settings"]["sets"] == ["thpp_p21n", "ylid"]
+  rows = report["rows"]
+  assert {(r["set"], r["method"]) for r in rows} == {
+    (s, m) for s in ("thpp_p21n", "ylid") for m in ("p2a", "charge_flipping")}
+  assert all(r["solved"] == (r["fraction_matched"] >= 0.9) for r in rows)
+  assert [r["space_group"] for r in rows if r["set"] == "ylid"] == ["P 21 21 21"] * 2
+  assert os.path.getsize("cmp.png") > 1000

@@ -25,6 +25,8 @@ solved = every atom within compare.tolerance).
   p2a.compare suite=paper methods=network cases=500 seed=1      (the paper's metric)
   p2a.compare sweep=d_min=1.0,1.5,2.0,2.5,3.0 cases=100          (p2a vs direct methods)
   p2a.compare data.mtz reference=model.pdb                       (your own data)
+  p2a.compare measured=../shared/data/measured cuts=native,1.2,1.5,2.0
+                                    (published measured sets, in their space groups)
 
 Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare.
 """
@@ -35,6 +37,8 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
     c = self.params.compare
     if c.cases < 1:
       raise Sorry("compare.cases must be at least 1.")
+    if c.measured and self.params.input.data:
+      raise Sorry("Give either a data file (with reference=) or measured=FOLDER, not both.")
     if self.params.input.data and not c.reference:
       raise Sorry("Scoring methods on a data file needs the known structure: reference=model.pdb.")
     if c.reference and not os.path.isfile(c.reference):
@@ -44,15 +48,30 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
     from cctbx_p2a import compare, files, plots, reflections
     p, c = self.params, self.params.compare
     prefix = p.output.prefix or "p2a_compare"
-    outputs = [prefix + ".json"] + ([prefix + ".png"] if c.sweep else [])
+    cuts = [x for item in (c.cuts or []) for x in item.replace(",", " ").split()]
+    outputs = [prefix + ".json"] + ([prefix + ".png"] if c.sweep or c.measured else [])
     files.check_can_write(outputs, overwrite=p.output.overwrite)
+    if c.measured:
+      report = compare.run_on_measured(c.measured, c.methods, cuts, seed=c.seed,
+                                       tolerance=c.tolerance, min_fraction=c.min_fraction,
+                                       model_name=c.model, log=self.logger)
+      print("\n" + report["table"], file=self.logger)
+      self.report = compare.as_json(report)
+      self.report["rows"] = report["rows"]
+      with open(prefix + ".json", "w") as f:
+        json.dump(self.report, f, indent=2, default=str)
+      plots.cuts_figure(report["rows"], c.methods, prefix + ".png", title=(
+        "p2a.compare on %d measured sets: solved = %.0f %% of published non-H sites within %.2g A"
+        % (len(report["sets"]), 100 * c.min_fraction, c.tolerance)))
+      print("\nWrote: %s" % ", ".join(outputs), file=self.logger)
+      return
     if p.input.data:
       observed = reflections.read(p.input.data, p.reflections)
       observed.show(out=self.logger)
       reference = files.read_structure(c.reference)
       report = compare.run_on_file(observed, reference, c.methods, seed=c.seed,
                                    tolerance=c.tolerance, model_name=c.model,
-                                   baselines_params=p.baselines)
+                                   baselines_params=p.baselines, min_fraction=c.min_fraction)
     else:
       report = compare.run_synthetic(c.methods, suite=c.suite, cases=c.cases, seed=c.seed,
                                      sweep=c.sweep, tolerance=c.tolerance, nproc=c.nproc,
