@@ -44,13 +44,25 @@ def column_root_label(miller_array):
               "data (observation type %s)." % miller_array.observation_type())
 
 
-def write_mtz(miller_array, file_name, label=None):
+def named_mtz_space_group(mtz_object):
+  """cctbx names a space group in a non-reference setting 'No.14' in the
+  MTZ header (P 1 21/n 1, say), which gemmi and CCP4 programs cannot
+  resolve; give the Hermann-Mauguin symbol of the setting instead."""
+  sgi = mtz_object.space_group_info()
+  name = sgi.type().lookup_symbol()
+  if mtz_object.space_group_name().startswith("No.") and not name.startswith("Hall:"):
+    mtz_object.set_space_group_name(name)
+  return mtz_object
+
+
+def write_mtz(miller_array, file_name, label=None, wavelength=None):
   """MTZ with the array's crystal symmetry; columns FP,SIGFP or I,SIGI
   unless `label` (the column root) is given."""
   if label is None:
     label = column_root_label(miller_array)
-  dataset = miller_array.as_mtz_dataset(column_root_label=label)
-  dataset.mtz_object().write(file_name)
+  dataset = miller_array.as_mtz_dataset(column_root_label=label,
+                                        wavelength=wavelength or 1.0)
+  named_mtz_space_group(dataset.mtz_object()).write(file_name)
   return file_name
 
 
@@ -457,7 +469,7 @@ def sigma_a_weights(f_obs, f_calc, reflections_per_bin=200):
   return fom, d
 
 
-def write_solution_mtz(f_obs, f_calc, file_name):
+def write_solution_mtz(f_obs, f_calc, file_name, wavelength=None):
   """MTZ for Coot and refinement programs, in the data's space group:
   FP (and SIGFP when the data have sigmas), FC,PHIC (the model),
   FOM (sigma_A figure of merit, see sigma_a_weights), FWT,PHWT
@@ -481,7 +493,7 @@ def write_solution_mtz(f_obs, f_calc, file_name):
   m_fo = fom * fo.data()
   d_fc = d * flex.abs(fc.data())
   two_fo_fc = (2 * m_fo - d_fc).set_selected(centric, m_fo.select(centric))
-  dataset = fo.as_mtz_dataset(column_root_label="FP")
+  dataset = fo.as_mtz_dataset(column_root_label="FP", wavelength=wavelength or 1.0)
   dataset.add_miller_array(fc, column_root_label="FC")
   dataset.add_miller_array(fo.customized_copy(data=fom, sigmas=None),
                            column_root_label="FOM", column_types="W")
@@ -489,7 +501,7 @@ def write_solution_mtz(f_obs, f_calc, file_name):
                            column_root_label="FWT")
   dataset.add_miller_array(fc.customized_copy(data=unit * (m_fo - d_fc)),
                            column_root_label="DELFWT")
-  mtz = dataset.mtz_object()
+  mtz = named_mtz_space_group(dataset.mtz_object())
   renames = {"PHIFC": "PHIC", "PHIFWT": "PHWT", "PHIDELFWT": "PHDELWT"}
   for column in mtz.columns():
     if column.label() in renames:
