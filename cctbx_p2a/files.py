@@ -75,6 +75,7 @@ def cif_block_name(prefix):
 # names and contents shared by the structure writers
 
 DEFAULT_WAVELENGTH = 0.71073  # Mo K-alpha1, written when the data do not say
+UNKNOWN_CONTENTS = "cell contents unknown: SFAC/UNIT are placeholders"
 
 
 def element_of(scatterer):
@@ -314,7 +315,8 @@ def write_shelx(miller_array, prefix, xray_structure=None, title="cctbx_p2a",
   """{prefix}.hkl (HKLF 4 or 3) and {prefix}.ins with CELL, LATT/SYMM, SFAC,
   UNIT and HKLF: the symmetry a SHELX .hkl lacks (no atoms: it is a data
   set to be solved).  SFAC/UNIT (unit cell contents) come from
-  `xray_structure` when given, else C 1."""
+  `xray_structure` when given, else C 1 with a REM saying they are
+  placeholders."""
   column_root_label(miller_array)  # refuses other observation types
   hkl_file, ins_file = prefix + ".hkl", prefix + ".ins"
   with open(hkl_file, "w") as f:
@@ -326,6 +328,9 @@ def write_shelx(miller_array, prefix, xray_structure=None, title="cctbx_p2a",
     contents = unit_cell_contents(xray_structure)
   lines, _ = shelx_header_lines(miller_array.crystal_symmetry(), contents,
                                 title, wavelength)
+  if xray_structure is None:
+    # cctbx_p2a.reflections then takes no composition from this file
+    lines.insert(-2, "REM %s" % UNKNOWN_CONTENTS)
   lines += ["HKLF %d" % hklf_code(miller_array), "END"]
   with open(ins_file, "w") as f:
     f.write("\n".join(lines) + "\n")

@@ -234,6 +234,8 @@ def composition_from_shelx(file_name, space_group):
   name = os.path.basename(file_name)
   sfac, unit, zerr = [], None, None
   for keyword, words in _shelx_instructions(file_name):
+    if keyword == "REM" and "SFAC/UNIT are placeholders" in " ".join(words):
+      return None, "%s: SFAC/UNIT are placeholders; no composition taken" % name
     if keyword == "SFAC":
       if len(words) > 2 and all(_is_number(w) for w in words[1:]):
         words = words[:1]  # long form: one label, then numbers

@@ -334,3 +334,12 @@ def test_latt_symm_for_a_centring_shelx_has_no_latt_for(tmp_path):
     f.write("\n".join(header + ["HKLF 4", "END"]) + "\n")
   from iotbx.shelx import crystal_symmetry_from_ins
   assert crystal_symmetry_from_ins.extract_from(ins).space_group() == g
+
+
+def test_ins_without_a_structure_gives_no_composition(tmp_path):
+  xs = seeded_structure("P21")
+  hkl, ins = files.write_shelx(observed_intensities(xs), str(tmp_path / "d"))
+  assert "REM cell contents unknown" in open(ins).read()
+  data = reflections.read(hkl)
+  assert data.composition is None
+  assert "d.ins: SFAC/UNIT are placeholders; no composition taken" in data.notes
