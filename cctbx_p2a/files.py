@@ -354,8 +354,8 @@ def write_hkl_cif(miller_array, file_name, block="p2a"):
 # PDB and coreCIF
 
 def write_pdb(xray_structure, file_name, resname="LIG", chain_id="A"):
-  """PDB with CRYST1 (cell and space group symbol) and SCALE; all atoms in
-  one residue (resname, chain A, number 1), names unique (<= 4 characters),
+  """PDB with CRYST1 (cell and space group symbol) and SCALE; all atoms as
+  HETATM in one residue (resname, chain A, number 1), names unique (<= 4 characters),
   element columns set, B = 8 pi^2 U_iso (ANISOU for anisotropic atoms)."""
   import iotbx.pdb.hierarchy
   from cctbx import adptbx
@@ -369,6 +369,7 @@ def write_pdb(xray_structure, file_name, resname="LIG", chain_id="A"):
   for i, (name, sc) in enumerate(zip(unique_atom_names(xs), xs.scatterers())):
     atom = iotbx.pdb.hierarchy.atom()
     atom.set_serial("%5d" % (i + 1))
+    atom.set_hetero(True)  # a ligand-like molecule: HETATM records
     # PDB convention: a 1-letter element's name starts in column 14
     element = element_of(sc)
     atom.set_name((" " + name if len(element) == 1 and len(name) < 4

@@ -202,6 +202,7 @@ def test_pdb_reads_back_with_iotbx_and_gemmi(written):
   residues = list(hierarchy.residue_groups())
   assert len(residues) == 1 and residues[0].parent().id == "A"
   assert residues[0].atom_groups()[0].resname == "LIG"
+  assert all(a.hetero for a in hierarchy.atoms())
   names = [a.name.strip() for a in hierarchy.atoms()]
   assert len(set(names)) == len(names)
   st = gemmi.read_structure(pdb)
