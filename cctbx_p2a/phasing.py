@@ -236,12 +236,10 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
   if params.solve.composition:
     composition, composition_source = parse_composition(params.solve.composition), "composition="
   elif getattr(observed, "composition", None):
-    composition, composition_source = dict(observed.composition), "SFAC/UNIT of the SHELX file"
+    # from SFAC/UNIT / Z of the SHELX file (reflections says so in its notes)
+    composition, composition_source = dict(observed.composition), "SFAC/UNIT"
   sites_of = finishing.composition_sites(composition)
   n_from_composition = sum(sites_of.values()) if sites_of else None
-  if composition_source and composition_source != "composition=":
-    notes.append("composition %s from the %s" % (
-      " ".join("%s%g" % kv for kv in composition.items()), composition_source))
   route, why, problems = choose_start(f_obs, model, n_from_composition, params)
   if problems and route == "network":
     text = "; ".join(text for _, text in problems)
@@ -411,10 +409,21 @@ def crystal_starts(f_obs, params, n_from_composition, notes, timings):
   Returns ([(xray.structure, CC of its peaks)], n_sites, n_source)."""
   from cctbx_p2a import baselines
   t = time.time()
+  volume = f_obs.unit_cell().volume() / f_obs.space_group().order_z()
   if n_from_composition is not None:
     n_sites, n_source = n_from_composition, "composition"
+    per_atom = volume / n_sites
+    if per_atom > 2.2 * params.solve.volume_per_atom:
+      notes.append("the asymmetric unit (%.0f A^3) has room for about %d non-H atoms, %.1f times the "
+                   "%d of the composition: Z' > 1 or solvent? Only the composition's atoms are "
+                   "placed; give the whole asymmetric unit's content to place the rest"
+                   % (volume, volume / params.solve.volume_per_atom,
+                      volume / params.solve.volume_per_atom / n_sites, n_sites))
+    elif per_atom < 0.5 * params.solve.volume_per_atom:
+      notes.append("the composition's %d non-H atoms would fill only %.0f A^3 each of the %.0f A^3 "
+                   "asymmetric unit: is it the content of the whole cell? (SHELX UNIT counts the "
+                   "cell; composition= means the asymmetric unit)" % (n_sites, per_atom, volume))
   else:
-    volume = f_obs.unit_cell().volume() / f_obs.space_group().order_z()
     n_sites = max(int(round(volume / params.solve.volume_per_atom)), 1)
     n_source = "estimated"
     notes.append("atom count %d estimated from the cell volume (%.0f A^3 per asymmetric unit / %.0f "
