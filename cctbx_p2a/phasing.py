@@ -232,12 +232,12 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
   # problem forced past (force=True) keeps a result from being called solved
   data_warnings = list(getattr(observed, "warnings", []) or [])
   warnings = []
-  composition, composition_source = None, None
+  composition = None
   if params.solve.composition:
-    composition, composition_source = parse_composition(params.solve.composition), "composition="
+    composition = parse_composition(params.solve.composition)
   elif getattr(observed, "composition", None):
     # from SFAC/UNIT / Z of the SHELX file (reflections says so in its notes)
-    composition, composition_source = dict(observed.composition), "SFAC/UNIT"
+    composition = dict(observed.composition)
   sites_of = finishing.composition_sites(composition)
   n_from_composition = sum(sites_of.values()) if sites_of else None
   route, why, problems = choose_start(f_obs, model, n_from_composition, params)
