@@ -306,7 +306,7 @@ def _open(path):
   try:
     return any_reflection_file(path)
   except Sorry as e:
-    raise Sorry("Could not read %s: %s" % (path, e))
+    raise Sorry("Could not read %s: %s" % (path, e)) from None
   except Exception as e:
     raise Sorry("Could not read %s (%s: %s). Is it a complete MTZ, hkl-CIF, "
                 "scalepack or SHELX .hkl file?" % (
