@@ -374,7 +374,7 @@ def patterson_windows(reflections, observations, grid, resolution_factor=0.25, i
     frac = torch.as_tensor(r.frac, device=dev)
     c = torch.as_tensor(grid.coordinates(), dtype=torch.float64, device=dev)
     n_real = torch.as_tensor(n_real, dtype=torch.int64, device=dev)
-    p = _horner_axis1(torch.complex(*t), frac, c, n_real, r.m[0])
+    p = _fft_axis1(torch.complex(*t), frac, c, n_real, r.m[0])
   p = p.to(torch.float32)
   p = p - p.mean(dim=(1, 2, 3), keepdim=True)
   rms = torch.sqrt((p * p).mean(dim=(1, 2, 3), keepdim=True))
@@ -412,30 +412,30 @@ def _axis_tables(frac, n_real, grid, m, device):
   return _TABLES[key]
 
 
-def _horner_axis1(t, frac, c, n_real, m1):
+def _fft_axis1(t, frac, c, n_real, m1):
   """Axis 1 of a non-orthogonal cell: fractional x depends on all three
-  Cartesian coordinates, so the interpolation nodes differ at every window
-  point.  sum_h t_h z^h is evaluated by Horner's rule in z = exp(2 pi i i0/n)
-  at the two nodes, which needs no (n1, n^3) table."""
+  Cartesian coordinates, so each window point has its own interpolation
+  nodes.  For every (y, z) line the sum over h is taken at all n nodes of
+  cctbx's grid by one inverse FFT (exactly the map cctbx samples there), and
+  each point interpolates linearly between its two nodes, as
+  patterson.interpolate_periodic does.  t: complex (B, K, n1, J)."""
   bsz, n = t.shape[0], c.shape[0]
-  u1 = (frac[:, 0, 0, None, None, None] * c[None, :, None, None]
-        + frac[:, 0, 1, None, None, None] * c[None, None, :, None]
-        + frac[:, 0, 2, None, None, None] * c[None, None, None, :]) * n_real[:, 0, None, None, None]
-  i0 = torch.floor(u1)
-  w = (u1 - i0).to(torch.float32)
-  i0 = i0.to(torch.int64)
-  nn_ = n_real[:, 0, None, None, None]
-  coeffs = t.permute(2, 0, 3, 1)                                                  # (n1, B, J, K)
-  result = torch.zeros(bsz, n, n, n, dtype=torch.float32, device=t.device)
-  for node, weight in ((i0, 1 - w), (i0 + 1, w)):
-    z = torch.polar(torch.ones(node.shape, dtype=torch.float64, device=t.device),
-                    torch.remainder(node, nn_).to(torch.float64) * 2 * math.pi / nn_).to(torch.complex64)
-    acc = coeffs[-1][:, None].expand(bsz, n, n, n).clone()
-    for k in range(coeffs.shape[0] - 2, -1, -1):
-      acc = acc * z + coeffs[k][:, None]
-    shift = torch.polar(torch.ones(node.shape, dtype=torch.float64, device=t.device),
-                        torch.remainder(-m1 * node, nn_).to(torch.float64) * 2 * math.pi / nn_)
-    result += weight * (acc * shift.to(torch.complex64)).real
+  result = torch.empty(bsz, n, n, n, dtype=torch.float32, device=t.device)
+  for b in range(bsz):   # cases of a batch may have different grids
+    nb = int(n_real[b, 0])
+    lines = torch.zeros(n, n, nb, dtype=torch.complex64, device=t.device)          # (J, K, nodes)
+    h = torch.remainder(torch.arange(-m1, m1 + 1, device=t.device), nb)
+    lines.index_add_(2, h, t[b].permute(2, 0, 1))                                # (K, n1, J) -> (J, K, n1)
+    nodes = torch.fft.ifft(lines, dim=2).real * nb                                # sum_h t_h exp(+2 pi i h q/n)
+    u1 = (frac[b, 0, 0] * c[:, None, None] + frac[b, 0, 1] * c[None, :, None]
+          + frac[b, 0, 2] * c[None, None, :]) * nb                                # (I, J, K)
+    i0 = torch.floor(u1)
+    w = (u1 - i0).to(torch.float32)
+    i0 = torch.remainder(i0.to(torch.int64), nb)
+    nodes = nodes.permute(2, 0, 1)                                                # (nodes, J, K)
+    lower = torch.gather(nodes, 0, i0)
+    upper = torch.gather(nodes, 0, torch.remainder(i0 + 1, nb))
+    result[b] = (1 - w) * lower + w * upper
   return result
 
 
@@ -514,11 +514,24 @@ def model_inputs(molecules, unit_cells, d_min, grid, rngs, noise=0.0, completene
   them from simulated data.  As in training, data are simulated no finer
   than input_d_min, the finer reflections being cut before the Patterson
   anyway."""
-  d_sim = np.maximum(np.asarray(d_min, dtype=float), input_d_min or 0.0)
-  reflections = UniqueReflections(unit_cells, d_sim, device=device)
-  i_true = intensities(reflections, molecules)
-  obs = observe(reflections, i_true, rngs, noise, completeness, observation)
-  return patterson_windows(reflections, obs, grid, resolution_factor, input_d_min)
+  d_sim = np.maximum(np.asarray(d_min, dtype=float).reshape(-1), input_d_min or 0.0)
+  noise = np.broadcast_to(np.asarray(noise, dtype=float), d_sim.shape)
+  completeness = np.broadcast_to(np.asarray(completeness, dtype=float), d_sim.shape)
+  # cases sharing a cell and resolution share their reflections and tables
+  # (the paper's case: the whole batch); others are summed case by case
+  # rather than over the union of very different reflection spheres
+  groups = {}
+  for b, (cell, d) in enumerate(zip(unit_cells, d_sim)):
+    groups.setdefault((cell.parameters(), round(float(d), 9)), []).append(b)
+  out = torch.empty(len(d_sim), grid.n, grid.n, grid.n, dtype=torch.float32, device=device)
+  for members in groups.values():
+    reflections = UniqueReflections([unit_cells[b] for b in members], d_sim[members], device=device)
+    i_true = intensities(reflections, [molecules[b] for b in members])
+    obs = observe(reflections, i_true, [rngs[b] for b in members], noise[members], completeness[members],
+                  observation)
+    out[torch.as_tensor(members, device=out.device)] = patterson_windows(
+      reflections, obs, grid, resolution_factor, input_d_min)
+  return out
 
 
 def training_batch(seeds, params, input_grid, output_grid, device="cpu"):
