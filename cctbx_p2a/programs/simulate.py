@@ -34,7 +34,10 @@ in a P1 cell and its simulated data.
 The defaults are the paper's case: 10 C atoms, 40 A P1 cell, 2.0 A, no noise.
 suite=realistic or suite=molecules starts from the settings of that p2a.compare
 suite instead (molecules: a real molecule with hydrogens, from RDKit); a
-synthetic.* parameter set to other than its default still wins.
+synthetic.* parameter set to other than its default still wins (one set to
+its default value cannot be told apart from one left alone: for the paper's
+fixed cell with real molecules, leave suite out and give
+molecule_source=molecules and the rest yourself).
 output.prefix defaults to %s; existing files are kept unless
 output.overwrite=True.
 
