@@ -118,15 +118,9 @@ class UniqueReflections:
     m = np.floor(lengths / d_min[:, None] + 1e-9).max(axis=0).astype(int)       # |h_i| <= a_i / d
     self.box_shape = (2 * m[0] + 1, 2 * m[1] + 1, m[2] + 1)
     self.m = m
-    h1, h2, h3 = np.meshgrid(np.arange(-m[0], m[0] + 1), np.arange(-m[1], m[1] + 1),
-                             np.arange(0, m[2] + 1), indexing="ij")
-    hkl = np.stack([h1.ravel(), h2.ravel(), h3.ravel()], axis=1)
-    half = (hkl[:, 2] > 0) | ((hkl[:, 2] == 0) & (hkl[:, 1] > 0)) | \
-           ((hkl[:, 2] == 0) & (hkl[:, 1] == 0) & (hkl[:, 0] > 0))
-    # d*^2 as cctbx computes it, so that a reflection exactly at d_min is in
-    # or out as in miller.build_set (it decides the FFT grid of the Patterson)
+    hkl, half = _half_box(tuple(int(v) for v in m))
     half_hkl = hkl[half]
-    d_star_sq = np.stack([_d_star_sq(uc, half_hkl, tuple(m)) for uc in self.unit_cells])
+    d_star_sq = np.stack([_d_star_sq(uc, half_hkl, d) for uc, d in zip(self.unit_cells, d_min)])
     in_sphere = d_star_sq <= (1.0 / d_min[:, None]) ** 2
     used = in_sphere.any(axis=0)
     self.index = np.flatnonzero(half)[used]            # positions in the flattened box
@@ -139,20 +133,37 @@ class UniqueReflections:
     return len(self.unit_cells)
 
 
-_D_STAR_SQ = {}
+_BOXES = {}
 
 
-def _d_star_sq(unit_cell, hkl, m):
-  """cctbx's d*^2 of the half-box indices (cached per cell and box)."""
-  key = (unit_cell.parameters(), m)
-  if key not in _D_STAR_SQ:
+def _half_box(m):
+  """All indices of the box [-m1, m1] x [-m2, m2] x [0, m3] (box order) and
+  the mask of the half space l > 0, (l = 0, k > 0), (l = k = 0, h > 0)."""
+  if m not in _BOXES:
+    h1, h2, h3 = np.meshgrid(np.arange(-m[0], m[0] + 1), np.arange(-m[1], m[1] + 1),
+                             np.arange(0, m[2] + 1), indexing="ij")
+    hkl = np.stack([h1.ravel(), h2.ravel(), h3.ravel()], axis=1)
+    half = (hkl[:, 2] > 0) | ((hkl[:, 2] == 0) & (hkl[:, 1] > 0)) | \
+           ((hkl[:, 2] == 0) & (hkl[:, 1] == 0) & (hkl[:, 0] > 0))
+    if len(_BOXES) > 64:
+      _BOXES.clear()
+    _BOXES[m] = (hkl, half)
+  return _BOXES[m]
+
+
+def _d_star_sq(unit_cell, hkl, d_min):
+  """d*^2 of indices hkl (N, 3); where it ties with 1/d_min^2 to 1e-9 it is
+  cctbx's own value, so that a reflection exactly at d_min is in or out as in
+  miller.build_set (it decides the FFT grid of the Patterson)."""
+  s = hkl.astype(float) @ fractionalization(unit_cell)
+  d_star_sq = (s * s).sum(axis=1)
+  near = np.flatnonzero(np.abs(d_star_sq * d_min * d_min - 1) < 1e-9)
+  if near.size:
     from cctbx.array_family import flex
-    hkl = hkl.astype(np.int32)
-    indices = flex.miller_index(*(flex.int(np.ascontiguousarray(hkl[:, i])) for i in range(3)))
-    if len(_D_STAR_SQ) > 256:
-      _D_STAR_SQ.clear()
-    _D_STAR_SQ[key] = unit_cell.d_star_sq(indices).as_numpy_array()
-  return _D_STAR_SQ[key]
+    tied = hkl[near].astype(np.int32)
+    indices = flex.miller_index(*(flex.int(np.ascontiguousarray(tied[:, i])) for i in range(3)))
+    d_star_sq[near] = unit_cell.d_star_sq(indices).as_numpy_array()
+  return d_star_sq
 
 
 def intensities(reflections, molecules, atom_chunk=32):
