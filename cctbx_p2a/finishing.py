@@ -258,6 +258,25 @@ def adjust_atom_count(xray_structure, f_obs, element="C", add_ratio=0.3, drop_ra
   return relabel(result), n_added, n_dropped
 
 
+def drop_overlapping_atoms(xray_structure, min_distance=0.8):
+  """Of atoms that refinement pulled onto one another (or onto a symmetry
+  copy of one another: a junk atom beside a heavy atom's peak ends up there),
+  keep the one with the lowest U_iso.  Returns (structure, n dropped)."""
+  from cctbx.array_family import flex
+  scatterers = xray_structure.scatterers()
+  order = np.argsort([sc.u_iso for sc in scatterers], kind="stable")
+  keep = []
+  for i in order:
+    if keep:
+      kept = xray_structure.select(flex.size_t(sorted(keep)))
+      if distances_to_structure(kept, [scatterers[int(i)].site], min_distance)[0] < min_distance:
+        continue
+    keep.append(int(i))
+  if len(keep) == scatterers.size():
+    return xray_structure, 0
+  return xray_structure.select(flex.size_t(sorted(keep))), scatterers.size() - len(keep)
+
+
 def relabel(xray_structure):
   """Labels element + running number (C1, N2, S3, ...): unique, as SHELX and
   CIF writers need after atoms were added and dropped."""
@@ -363,6 +382,9 @@ def refine_complete_recycle(xs, f_obs, n_sites, element, params, staged=True, re
                                                   retype=retype)
     steps.append("first to %.1f A (R1 %.3f)" % (rp.start_d_min, r1_low))
   refine_with_params(xs, f_obs, params)
+  xs, n_merged = drop_overlapping_atoms(xs)
+  if n_merged:
+    steps.append("%d atoms refined onto others dropped" % n_merged)
   if rp.complete and xs.scatterers().size() < n_sites:
     xs, added = complete(xs, f_obs, n_sites, element=element)
     if added:
@@ -379,6 +401,7 @@ def refine_complete_recycle(xs, f_obs, n_sites, element, params, staged=True, re
                                  max_cycles=rp.recycle_cycles,
                                  max_reflections=rp.max_reflections)
     refine_with_params(recycled, f_obs, params)
+    recycled, _ = drop_overlapping_atoms(recycled)
     fit_new = r1_and_cc(f_obs, recycled)
     if retype is not None:
       recycled, fit_new, _ = retype(recycled, fit_new)
@@ -524,6 +547,8 @@ def settle_atom_count(xs, fit, f_obs, element, params, max_atoms=None):
     if n_add == n_drop == 0:
       break
     refine_with_params(trial, f_obs, params)
+    trial, n_merged = drop_overlapping_atoms(trial)
+    n_drop += n_merged
     r1_trial, cc_trial, f_calc_trial = r1_and_cc(f_obs, trial)
     if r1_trial > r1 + 0.005:
       break
