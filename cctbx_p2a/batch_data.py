@@ -118,12 +118,16 @@ class UniqueReflections:
     m = np.floor(lengths / d_min[:, None] + 1e-9).max(axis=0).astype(int)       # |h_i| <= a_i / d
     self.box_shape = (2 * m[0] + 1, 2 * m[1] + 1, m[2] + 1)
     self.m = m
-    hkl, half = _half_box(tuple(int(v) for v in m))
-    half_hkl = hkl[half]
-    d_star_sq = np.stack([_d_star_sq(uc, half_hkl, d) for uc, d in zip(self.unit_cells, d_min)])
+    hkl, half_index = _half_box(tuple(int(v) for v in m))
+    half_hkl = hkl[half_index]
+    per_cell = {}    # a batch of one cell (the paper's case) computes d*^2 once
+    for uc, d in zip(self.unit_cells, d_min):
+      if (uc.parameters(), d) not in per_cell:
+        per_cell[uc.parameters(), d] = _d_star_sq(uc, half_hkl, d)
+    d_star_sq = np.stack([per_cell[uc.parameters(), d] for uc, d in zip(self.unit_cells, d_min)])
     in_sphere = d_star_sq <= (1.0 / d_min[:, None]) ** 2
     used = in_sphere.any(axis=0)
-    self.index = np.flatnonzero(half)[used]            # positions in the flattened box
+    self.index = half_index[used]                       # positions in the flattened box
     self.hkl = hkl[self.index]                          # (N, 3)
     self.d_star_sq = d_star_sq[:, used]                 # (B, N)
     self.member = in_sphere[:, used]                    # (B, N)
@@ -138,7 +142,7 @@ _BOXES = {}
 
 def _half_box(m):
   """All indices of the box [-m1, m1] x [-m2, m2] x [0, m3] (box order) and
-  the mask of the half space l > 0, (l = 0, k > 0), (l = k = 0, h > 0)."""
+  the positions of the half space l > 0, (l = 0, k > 0), (l = k = 0, h > 0)."""
   if m not in _BOXES:
     h1, h2, h3 = np.meshgrid(np.arange(-m[0], m[0] + 1), np.arange(-m[1], m[1] + 1),
                              np.arange(0, m[2] + 1), indexing="ij")
@@ -147,7 +151,7 @@ def _half_box(m):
            ((hkl[:, 2] == 0) & (hkl[:, 1] == 0) & (hkl[:, 0] > 0))
     if len(_BOXES) > 64:
       _BOXES.clear()
-    _BOXES[m] = (hkl, half)
+    _BOXES[m] = (hkl, np.flatnonzero(half))
   return _BOXES[m]
 
 
@@ -166,14 +170,15 @@ def _d_star_sq(unit_cell, hkl, d_min):
   return d_star_sq
 
 
-def intensities(reflections, molecules, atom_chunk=32):
+def intensities(reflections, molecules):
   """|F(h)|^2 of each molecule (B, N) as a float64 torch tensor on the
   reflections' device; zero outside each case's own sphere.
 
   Atoms of one element and one U_iso share a scattering factor, so
-  F(h) = sum_t g_t(h) sum_{atoms of type t} exp(2 pi i h.x): the per-atom work
-  is one phase, its cosine and sine, in float32 (fractional sites taken into
-  [-0.5, 0.5], so phases are good to ~1e-5 rad)."""
+  F(h) = sum_t g_t(h) S_t(h) with S_t(h) = sum_{atoms of type t} exp(2 pi i h.x).
+  exp(2 pi i h.x) is a product of one factor per index, so S_t over the whole
+  index box is one batched matrix product of (h, k) factors with l factors:
+  no sine or cosine per reflection, and BLAS does the sum over atoms."""
   r = reflections
   dev = r.device
   if len(molecules) != r.size:
@@ -183,7 +188,7 @@ def intensities(reflections, molecules, atom_chunk=32):
   n_types = max(len(t) for t in types)
   n_atoms = max(len(m.elements) for m in molecules)
   frac_sites = np.zeros((r.size, n_atoms, 3))
-  one_hot = np.zeros((r.size, n_types, n_atoms), dtype=np.float32)   # atom -> its type
+  one_hot = np.zeros((r.size, n_types, n_atoms))   # atom -> its type (padding atoms: none)
   for b, m in enumerate(molecules):
     frac = m.sites @ r.frac[b].T
     frac_sites[b, :len(m.elements)] = frac - np.round(frac)   # a lattice translation changes no F
@@ -200,16 +205,28 @@ def intensities(reflections, molecules, atom_chunk=32):
         form_factors[cell, element] = c + sum(float(ai) * torch.exp(-float(bi) / 4.0 * dss[b])
                                               for ai, bi in zip(a, bb))
       scattering[b, t] = form_factors[cell, element] * torch.exp(-2 * math.pi ** 2 * float(u) * dss[b])
-  hkl = torch.as_tensor(r.hkl.T, dtype=torch.float32, device=dev)            # (3, N)
-  s_re = torch.zeros(r.size, n_types, n_refl, dtype=torch.float32, device=dev)
-  s_im = torch.zeros_like(s_re)
-  one_hot = torch.as_tensor(one_hot, device=dev)
-  for start in range(0, n_atoms, atom_chunk):
-    sl = slice(start, start + atom_chunk)
-    xyz = torch.as_tensor(frac_sites[:, sl] * (2 * math.pi), dtype=torch.float32, device=dev)
-    phase = xyz @ hkl                                                          # (B, A, N)
-    s_re += torch.matmul(one_hot[:, :, sl], torch.cos(phase))
-    s_im += torch.matmul(one_hot[:, :, sl], torch.sin(phase))
+  m1, m2, m3 = (int(v) for v in r.m)
+  xyz = torch.as_tensor(frac_sites * (2 * math.pi), device=dev)                # (B, A, 3), float64
+
+  def factors(axis, lo, hi):   # exp(2 pi i h x_axis) for h in [lo, hi]: (B, A, n) as (re, im) float32
+    phase = xyz[:, :, axis, None] * torch.arange(lo, hi + 1, device=dev, dtype=torch.float64)
+    return torch.cos(phase).float(), torch.sin(phase).float()
+  e1, e2, e3 = factors(0, -m1, m1), factors(1, -m2, m2), factors(2, 0, m3)
+  n1, n2, n3 = 2 * m1 + 1, 2 * m2 + 1, m3 + 1
+  e12 = [(e1[0][:, :, :, None] * e2[0][:, :, None, :] - e1[1][:, :, :, None] * e2[1][:, :, None, :]),
+         (e1[0][:, :, :, None] * e2[1][:, :, None, :] + e1[1][:, :, :, None] * e2[0][:, :, None, :])]
+  e12 = [part.reshape(r.size, n_atoms, n1 * n2).transpose(1, 2) for part in e12]   # (B, n1 n2, A)
+  typed = torch.as_tensor(one_hot, dtype=torch.float32, device=dev)
+  w = [(typed[:, :, :, None] * part[:, None]).permute(0, 2, 1, 3).reshape(r.size, n_atoms, n_types * n3)
+       for part in e3]                                                             # (B, A, T n3)
+  s_re = torch.matmul(e12[0], w[0]) - torch.matmul(e12[1], w[1])                   # (B, n1 n2, T n3)
+  s_im = torch.matmul(e12[0], w[1]) + torch.matmul(e12[1], w[0])
+  index = torch.as_tensor(r.index, device=dev)
+
+  def at_reflections(part):    # box (B, n1 n2, T, n3) -> (B, T, N)
+    part = part.view(r.size, n1 * n2, n_types, n3).permute(0, 2, 1, 3).reshape(r.size, n_types, -1)
+    return part[:, :, index]
+  s_re, s_im = at_reflections(s_re), at_reflections(s_im)
   f_re = (scattering * s_re.double()).sum(1)
   f_im = (scattering * s_im.double()).sum(1)
   i_true = f_re * f_re + f_im * f_im
@@ -367,31 +384,56 @@ def patterson_windows(reflections, observations, grid, resolution_factor=0.25, i
   n = grid.n
   # complex numbers as (real, imaginary) pairs of contiguous float tensors:
   # batched matmuls on strided complex views copy every slice
-  # axis 3: fractional z depends on Cartesian z only
-  box = box.view(r.size, n1 * n2, n3)
-  l3 = [torch.stack([tb[0][part] for tb in tables]) for part in (0, 1)]            # (B, n3, K)
-  a = [torch.matmul(box, l3[part]).view(r.size, n1, n2, n).permute(0, 3, 1, 2).contiguous()
-       for part in (0, 1)]                                                          # (B, K, n1, n2)
-  # axis 2: fractional y depends on Cartesian y and z
-  l2 = [torch.stack([tb[1][part] for tb in tables]) for part in (0, 1)]            # (B, K, n2, J)
-  t = (torch.matmul(a[0], l2[0]) - torch.matmul(a[1], l2[1]),
-       torch.matmul(a[0], l2[1]) + torch.matmul(a[1], l2[0]))                       # (B, K, n1, J)
-  # axis 1: fractional x depends on x, y and z (on x alone in orthogonal cells)
-  if all(tb[2] is not None for tb in tables):
-    l1 = [torch.stack([tb[2][part] for tb in tables]) for part in (0, 1)]          # (B, I, n1)
-    t = [part.permute(0, 2, 3, 1).reshape(r.size, n1, n * n) for part in t]
-    p = (torch.matmul(l1[0], t[0]) - torch.matmul(l1[1], t[1])).view(r.size, n, n, n)
+  if all(tb is tables[0] for tb in tables) and tables[0][2] is not None:
+    p = _shared_orthogonal_sum(box.view(r.size * n1 * n2, n3), tables[0], r.size, n1, n2, n)
   else:
-    frac = torch.as_tensor(r.frac, device=dev)
-    c = torch.as_tensor(grid.coordinates(), dtype=torch.float64, device=dev)
-    n_real = torch.as_tensor(n_real, dtype=torch.int64, device=dev)
-    p = _fft_axis1(torch.complex(*t), frac, c, n_real, r.m[0])
+    # axis 3: fractional z depends on Cartesian z only
+    box = box.view(r.size, n1 * n2, n3)
+    l3 = [torch.stack([tb[0][part] for tb in tables]) for part in (0, 1)]            # (B, n3, K)
+    a = [torch.matmul(box, l3[part]).view(r.size, n1, n2, n).permute(0, 3, 1, 2).contiguous()
+         for part in (0, 1)]                                                          # (B, K, n1, n2)
+    # axis 2: fractional y depends on Cartesian y and z
+    l2 = [torch.stack([tb[1][part] for tb in tables]) for part in (0, 1)]            # (B, K, n2, J)
+    t = _complex_matmul(a, l2)                                                        # (B, K, n1, J)
+    # axis 1: fractional x depends on x, y and z (on x alone in orthogonal cells)
+    if all(tb[2] is not None for tb in tables):
+      l1 = [torch.stack([tb[2][part] for tb in tables]) for part in (0, 1)]          # (B, I, n1)
+      t = [part.permute(0, 2, 3, 1).reshape(r.size, n1, n * n) for part in t]
+      p = (torch.matmul(l1[0], t[0]) - torch.matmul(l1[1], t[1])).view(r.size, n, n, n)
+    else:
+      frac = torch.as_tensor(r.frac, device=dev)
+      c = torch.as_tensor(grid.coordinates(), dtype=torch.float64, device=dev)
+      n_real = torch.as_tensor(n_real, dtype=torch.int64, device=dev)
+      p = _fft_axis1(torch.complex(*t), frac, c, n_real, r.m[0])
   p = p.to(torch.float32)
   p = p - p.mean(dim=(1, 2, 3), keepdim=True)
   rms = torch.sqrt((p * p).mean(dim=(1, 2, 3), keepdim=True))
   if not bool(torch.all(rms > 0)):
     raise Sorry("A Patterson window is flat (all amplitudes zero?): nothing to solve.")
   return p / rms
+
+
+def _complex_matmul(a, b):
+  """(re, im) pairs: a @ b with three real products (Gauss)."""
+  k1 = torch.matmul(a[0] + a[1], b[0])
+  k2 = torch.matmul(a[0], b[1] - b[0])
+  k3 = torch.matmul(a[1], b[0] + b[1])
+  return k1 - k3, k1 + k2
+
+
+def _shared_orthogonal_sum(box, tables, bsz, n1, n2, n):
+  """The three axis sums when every case of the batch has the same cell and
+  grid in an orthogonal cell (the paper's case): each axis is one matrix
+  product over the whole batch instead of many small ones.  box: (B n1 n2, n3)."""
+  l3, l2, l1 = tables
+  # axis 3: (K, n3) @ (n3, B n1 n2) -> (K, B n1, n2)
+  a = [torch.matmul(l3[part].T, box.T).view(n, bsz * n1, n2) for part in (0, 1)]
+  # axis 2: (K, B n1, n2) @ (K, n2, J) -> (K, B, n1, J)
+  t = _complex_matmul(a, l2)
+  t = [part.view(n, bsz, n1, n).permute(2, 0, 1, 3).reshape(n1, n * bsz * n) for part in t]
+  # axis 1: (I, n1) @ (n1, K B J) -> (I, K, B, J) -> (B, I, J, K); the real part only
+  p = torch.matmul(l1[0], t[0]) - torch.matmul(l1[1], t[1])
+  return p.view(n, n, bsz, n).permute(2, 0, 3, 1)
 
 
 _TABLES = {}
@@ -496,20 +538,62 @@ def draw_case(seed, params):
   """The molecule and conditions of synthetic.make_case(seed, params): the
   same draws in the same order (tests/test_batch_data.py checks it), so a
   seed names the same molecule on both data paths; only the random
-  reflections dropped and the noise differ."""
+  reflections dropped and the noise differ.  With
+  synthetic.molecule_source=molecules the molecule is cctbx_p2a.molecules'
+  (hydrogens scatter; the targets are its non-H atoms)."""
   rng = np.random.default_rng(seed)
   lo, hi = (list(params.n_atoms) * 2)[:2]
-  n_atoms = int(rng.integers(lo, hi + 1))
-  sites = synthetic.random_molecule(rng, n_atoms, params.extent, params.min_distance)
-  unit_cell = synthetic.draw_unit_cell(rng, params)
-  elements = synthetic.draw_elements(rng, params, n_atoms)
-  u_iso = synthetic.draw(rng, params.u_iso)
+  if getattr(params, "molecule_source", "points") == "molecules":
+    from cctbx_p2a import molecules
+    real = molecules.generate(int(rng.integers(2 ** 31)), n_atoms=(lo, hi),
+                              source_weights=params.molecule_sources, mmff=params.mmff)
+    sites = real.non_h_sites
+    unit_cell = synthetic.draw_unit_cell(rng, params)
+    u_iso = synthetic.draw(rng, params.u_iso)
+    molecule = Molecule.of(real.sites_cart, [str(e) for e in real.elements],
+                           real.u_iso(u_iso, params.hydrogen_u_factor))
+  else:
+    n_atoms = int(rng.integers(lo, hi + 1))
+    sites = random_points(rng, n_atoms, params.extent, params.min_distance)
+    unit_cell = synthetic.draw_unit_cell(rng, params)
+    elements = synthetic.draw_elements(rng, params, n_atoms)
+    u_iso = synthetic.draw(rng, params.u_iso)
+    molecule = Molecule.of(sites, elements, u_iso)
   rng.uniform(0, 1, 3)   # make_case places the centroid here; the Patterson cannot see it
   d_min = synthetic.draw(rng, params.d_min)
   noise = synthetic.draw(rng, params.noise)
   completeness = synthetic.draw(rng, params.completeness)
-  return DrawnCase(seed=seed, molecule=Molecule.of(sites, elements, u_iso), sites_centred=sites,
-                   unit_cell=unit_cell, d_min=d_min, noise=noise, completeness=completeness, rng=rng)
+  return DrawnCase(seed=seed, molecule=molecule, sites_centred=sites, unit_cell=unit_cell,
+                   d_min=d_min, noise=noise, completeness=completeness, rng=rng)
+
+
+def random_points(rng, n_atoms, extent, min_distance, max_tries=200):
+  """synthetic.random_molecule with the same draws and the same result, the
+  candidates tested against each other in numpy: a try draws its 50 n
+  candidate points at once, keeps them greedily in order, and the generator is
+  then rewound to just after the last point the one-by-one recipe would draw."""
+  tries = 50 * n_atoms
+  for _ in range(max_tries):
+    state = rng.bit_generator.state
+    points = rng.uniform(-extent, extent, (tries, 3))
+    free = np.ones(tries, dtype=bool)
+    kept = []
+    i = 0
+    while len(kept) < n_atoms:
+      ahead = np.flatnonzero(free[i:])
+      if ahead.size == 0:
+        break
+      i += int(ahead[0])
+      kept.append(i)
+      free &= ((points - points[i]) ** 2).sum(axis=1) >= min_distance ** 2
+      i += 1
+    if len(kept) == n_atoms:
+      rng.bit_generator.state = state
+      rng.uniform(-extent, extent, (kept[-1] + 1, 3))   # what the one-by-one recipe drew
+      sites = points[kept]
+      return sites - sites.mean(axis=0)
+  raise Sorry("Cannot place %d atoms %.2f A apart within +-%.2f A: lower n_atoms or "
+              "min_distance, or raise extent." % (n_atoms, min_distance, extent))
 
 
 def check_supported(patterson_params):

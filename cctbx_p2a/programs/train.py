@@ -40,7 +40,8 @@ chunks that each end with a checkpoint (docs/training.md).
     if t.resume and not os.path.isfile(t.resume):
       raise Sorry("Checkpoint %s not found (train.resume=)." % t.resume)
     stem = os.path.join(t.output_dir, t.name)
-    if os.path.exists(stem + ".pt") and not self.params.output.overwrite:
+    # a resumed chunk replaces the snapshot its own run wrote at the end of the last chunk
+    if os.path.exists(stem + ".pt") and not t.resume and not self.params.output.overwrite:
       raise Sorry("%s.pt already exists: choose another train.name= or set output.overwrite=True."
                   % stem)
     if os.path.exists(stem + ".ckpt") and not t.resume and not self.params.output.overwrite:
