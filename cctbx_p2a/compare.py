@@ -256,6 +256,7 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
     result = phasing.solve(f_obs, params=params, model=model)
     xs, r1 = result.xray_structure, result.r1
     row["n_sites"] = result.n_sites
+    row["claimed_solved"] = bool(result.solved)  # what p2a.solve would tell the user
   elif method == "random_recycling":
     element = main_element(reference)
     xs = finishing.random_start_recycling(f_obs, n_sites, element=element, seed=seed)
@@ -268,6 +269,7 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
     result = baselines.METHODS[method](f_obs, n_sites=n_sites, scattering_type=element, seed=seed,
                                        params=baselines_params)
     xs = result.xray_structure
+    row["claimed_solved"] = bool(result.solved_by_own_criterion)
     if polish and xs.scatterers().size():
       xs = polish_solution(xs, f_obs, n_sites, composition_counts(reference))
     r1 = finishing.r1_and_cc(f_obs, xs)[0] if xs.scatterers().size() else None

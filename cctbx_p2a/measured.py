@@ -148,7 +148,9 @@ def run(sets, cuts=("native", 1.2, 1.5, 2.0), methods=("p2a", "charge_flipping",
 
 
 def format_table(rows, methods):
-  """Solved counts per cut and method, then one line per set."""
+  """Solved counts per cut and method, then one line per set ('WRONG but
+  claimed solved' where a method's own verdict said solved and the
+  published model says otherwise)."""
   cuts = []
   for r in rows:
     if r["cut"] not in cuts:
@@ -158,7 +160,9 @@ def format_table(rows, methods):
     cells = []
     for m in methods:
       sel = [r for r in rows if r["cut"] == cut and r["method"] == m]
-      cells.append("%d of %d" % (sum(r["solved"] for r in sel), len(sel)))
+      wrong = sum(bool(r.get("claimed_solved")) and not r["solved"] for r in sel)
+      cells.append("%d of %d%s" % (sum(r["solved"] for r in sel), len(sel),
+                                   " (%d wrong claimed solved)" % wrong if wrong else ""))
     lines.append("| %s | %s |" % (cut, " | ".join(cells)))
   lines += ["", "| set | cut | d_min | " + " | ".join(methods) + " |",
             "|---|---|---|" + "---|" * len(methods)]
@@ -175,8 +179,13 @@ def format_table(rows, methods):
       if r is None:
         cells.append("")
         continue
+      if r.get("error"):
+        cells.append("refused (%s)" % r["error"].split(":")[-1].split("(")[0].strip()[:40])
+        continue
       r1 = " R1 %.2f" % r["r1"] if r.get("r1") is not None else ""
-      cells.append("%s %d/%d%s, %.0f s" % ("**solved**" if r["solved"] else "no", r["n_matched"],
-                                           r["n_reference"], r1, r["time_s"]))
+      verdict = "**solved**" if r["solved"] else "no"
+      if r.get("claimed_solved") and not r["solved"]:
+        verdict = "WRONG but claimed solved"
+      cells.append("%s %d/%d%s, %.0f s" % (verdict, r["n_matched"], r["n_reference"], r1, r["time_s"]))
     lines.append("| %s | %s | %.2f | %s |" % (name, cut, d_min, " | ".join(cells)))
   return "\n".join(lines)
