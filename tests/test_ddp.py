@@ -132,10 +132,11 @@ def test_a_stopped_or_killed_run_resumes_without_losing_steps(tmp_path, how):
     assert "Stopped at step %d" % stopped_at in log
     assert "\r" not in log   # not a terminal: plain lines
   end = stopped_at + 2
-  resumed = phil.extract("train", "synthetic", "patterson", **dict(
-    TINY, **long_run, **{"train.output_dir": str(tmp_path / "cut"), "train.resume": ckpt,
-                         "train.stop_at_step": end, "train.threads": 1}))
-  train.run(resumed, progress=False)
+  # the next chunk, as a batch job would start it (the .pt of the last chunk is there)
+  done = subprocess.run(cli(tmp_path / "cut", **long_run, **{"train.resume": ckpt, "train.stop_at_step": end}),
+                        env=environment(), capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+  assert "Resumed from %s at step %d" % (ckpt, stopped_at) in done.stdout
   straight = phil.extract("train", "synthetic", "patterson", **dict(
     TINY, **long_run, **{"train.output_dir": str(tmp_path / "straight"), "train.stop_at_step": end,
                          "train.threads": 1}))
