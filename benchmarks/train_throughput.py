@@ -35,16 +35,19 @@ REALISTIC = {"synthetic.random_cell": True, "synthetic.d_min": "1 3", "synthetic
 
 
 def rate(fn, samples, repeats):
-  """Best of `repeats` timings of fn() (samples/s): the least disturbed run."""
+  """(samples/s of the best wall time, samples per CPU-second of this process
+  in that run) over `repeats` runs of fn(): the least disturbed run.  On a
+  shared machine the second is the steadier one; with several threads it is
+  samples per core-second."""
   fn()
   best = min(timed(fn) for _ in range(repeats))
-  return samples / best
+  return samples / best[0], samples / best[1]
 
 
 def timed(fn):
-  start = time.perf_counter()
+  start, cpu = time.perf_counter(), time.process_time()
   fn()
-  return time.perf_counter() - start
+  return time.perf_counter() - start, time.process_time() - cpu
 
 
 def data_rates(batch, repeats):
@@ -58,10 +61,10 @@ def data_rates(batch, repeats):
       fast = rate(lambda: batch_data.training_batch(
         [train.example_seed(1, 0, next(counter)) for _ in range(batch)], params, geometry.input,
         geometry.output), batch, repeats)
-      rows.append(("fast path, batch %d" % batch, case, threads, fast))
+      rows.append(("fast path, batch %d" % batch, case, threads) + fast)
     torch.set_num_threads(1)
     slow = rate(lambda: train.make_pair(params, geometry, train.TRAIN_STREAM, next(counter)), 1, 3 * repeats)
-    rows.append(("cctbx path, one case", case, 1, slow))
+    rows.append(("cctbx path, one case", case, 1) + slow)
   return rows
 
 
@@ -82,7 +85,7 @@ def network_rates(channels, batch, repeats):
       opt.zero_grad()
       loss.backward()
       opt.step()
-    rows.append(("network step, batch %d" % batch, "paper", threads, rate(step, batch, repeats)))
+    rows.append(("network step, batch %d" % batch, "paper", threads) + rate(step, batch, repeats))
   return rows, network.count_parameters(net)
 
 
@@ -98,20 +101,20 @@ def loop_settings(channels, batch, steps, output_dir, **extra):
 def loop_rates(channels, batch, steps):
   """The Trainer's loop for `steps` steps after 2 warm-up steps, validation left out."""
   rows = []
-  for data_path, workers in (("fast", 0), ("fast", 1), ("cctbx", 1)):
+  for data_path, workers, threads in (("fast", 0, 1), ("fast", 0, 2), ("fast", 1, 1), ("cctbx", 1, 1)):
     with tempfile.TemporaryDirectory() as out:
       params = phil.extract("train", "synthetic", "patterson", **loop_settings(
-        channels, batch, steps + 2, out, **{"train.data_path": data_path, "train.data_workers": workers}))
+        channels, batch, steps + 2, out, **{"train.data_path": data_path, "train.data_workers": workers,
+                                            "train.threads": threads}))
       trainer = train.Trainer(params, log=open(os.devnull, "w"), progress=False)
       params.train.steps = 2
       trainer.train()
       params.train.steps = steps + 2
-      start = time.perf_counter()
-      trainer.train()
-      seconds = time.perf_counter() - start
+      seconds, cpu = timed(trainer.train)
       trainer.close()
     rows.append(("whole loop, %s data, %d worker%s" % (data_path, workers, "" if workers == 1 else "s"),
-                 "paper", torch.get_num_threads(), steps * batch / seconds))
+                 "paper", torch.get_num_threads(), steps * batch / seconds,
+                 steps * batch / cpu if not workers else float("nan")))
   return rows
 
 
@@ -121,10 +124,11 @@ def ddp_rates(channels, batch, steps):
   rows = []
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  for n in (1, 2):
+  for n, threads in ((1, 1), (1, 2), (2, 1)):
     with tempfile.TemporaryDirectory() as out:
       settings = loop_settings(channels, batch, steps, out, **{"train.progress_every": steps,
-                                                               "train.data_workers": 0})
+                                                               "train.data_workers": 0,
+                                                               "train.threads": threads})
       done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=%d" % n,
          "-m", "cctbx_p2a.programs.train"] + ["%s=%s" % kv for kv in settings.items()],
@@ -132,8 +136,8 @@ def ddp_rates(channels, batch, steps):
       found = re.findall(r"step %d/%d .* ([0-9.]+) samples/s" % (steps, steps), done.stdout)
       if done.returncode or not found:
         raise RuntimeError(done.stdout[-2000:] + done.stderr[-2000:])
-    rows.append(("torchrun, %d process%s (gloo)" % (n, "" if n == 1 else "es"), "paper",
-                 max(1, (os.cpu_count() or 1) // n), float(found[-1])))
+    rows.append(("torchrun, %d process%s (gloo), fast data" % (n, "" if n == 1 else "es"), "paper",
+                 threads, float(found[-1]), float("nan")))
   return rows
 
 
@@ -151,16 +155,18 @@ def main():
   rows = data_rates(args.batch, args.repeats)
   net_rows, n_params = network_rates(args.channels, args.batch, args.repeats)
   rows += net_rows
-  torch.set_num_threads(os.cpu_count() or 1)
   rows += loop_rates(args.channels, args.batch, args.steps)
   if not args.no_ddp:
     rows += ddp_rates(args.channels, args.batch, args.steps)
   print("unet channels=%d (%d parameters), batch %d\n" % (args.channels, n_params, args.batch))
-  print("| what | data | torch threads (per process) | samples/s |")
-  print("|---|---|---|---|")
-  for what, case, threads, value in rows:
-    print("| %s | %s | %d | %.1f |" % (what, case, threads, value))
-  print(json.dumps({"rows": rows, "load_average_before": load}))
+  print("| what | data | torch threads (per process) | samples/s | samples per CPU-second |")
+  print("|---|---|---|---|---|")
+  for what, case, threads, value, per_cpu in rows:
+    print("| %s | %s | %d | %.1f | %s |" % (what, case, threads, value,
+                                           "-" if per_cpu != per_cpu else "%.1f" % per_cpu))
+  after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+  print("\nload average after: %.2f" % after)
+  print(json.dumps({"rows": rows, "load_average_before": load, "load_average_after": after}))
 
 
 if __name__ == "__main__":
