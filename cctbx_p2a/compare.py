@@ -459,4 +459,7 @@ def as_json(report):
   if report.get("parameter"):  # overall numbers per method across the sweep
     for m in report["methods"]:
       out[m].update(summarise([r for r in report["rows"] if r["method"] == m]))
+  # every case of every method, so tables by atom count etc. need no rerun
+  # (the network's per-atom distances are left out: they are long)
+  out["rows"] = [{k: v for k, v in r.items() if k != "distances"} for r in report.get("rows", [])]
   return out

@@ -128,6 +128,8 @@ def test_molecules_suite_scores_non_h_atoms(tmp_cwd):
   saved = json.load(open("p2a_compare.json"))
   assert saved["settings"]["suite"] == "molecules"
   assert saved["p2a_untrained"]["cases"] == 1 and saved["p2a_untrained"]["crashed"] == 0
+  row, = saved["rows"]  # every case is kept in the JSON
+  assert row["method"] == "p2a_untrained" and row["n_atoms"] == row["n_reference"] == 8
   assert "atom_count_right" in saved["p2a_untrained"]
   params = compare.synthetic_params("molecules", {"n_atoms": 8, "d_min": 2.5})
   assert params.molecule_source == "molecules" and list(params.n_atoms) == [8, 8]
