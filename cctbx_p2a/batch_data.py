@@ -118,8 +118,7 @@ class UniqueReflections:
     m = np.floor(lengths / d_min[:, None] + 1e-9).max(axis=0).astype(int)       # |h_i| <= a_i / d
     self.box_shape = (2 * m[0] + 1, 2 * m[1] + 1, m[2] + 1)
     self.m = m
-    hkl, half_index = _half_box(tuple(int(v) for v in m))
-    half_hkl = hkl[half_index]
+    hkl, half_index, half_hkl = _half_box(tuple(int(v) for v in m))
     per_cell = {}    # a batch of one cell (the paper's case) computes d*^2 once
     for uc, d in zip(self.unit_cells, d_min):
       if (uc.parameters(), d) not in per_cell:
@@ -141,8 +140,9 @@ _BOXES = {}
 
 
 def _half_box(m):
-  """All indices of the box [-m1, m1] x [-m2, m2] x [0, m3] (box order) and
-  the positions of the half space l > 0, (l = 0, k > 0), (l = k = 0, h > 0)."""
+  """All indices of the box [-m1, m1] x [-m2, m2] x [0, m3] (box order), the
+  positions of the half space l > 0, (l = 0, k > 0), (l = k = 0, h > 0), and
+  its indices (float)."""
   if m not in _BOXES:
     h1, h2, h3 = np.meshgrid(np.arange(-m[0], m[0] + 1), np.arange(-m[1], m[1] + 1),
                              np.arange(0, m[2] + 1), indexing="ij")
@@ -151,7 +151,8 @@ def _half_box(m):
            ((hkl[:, 2] == 0) & (hkl[:, 1] == 0) & (hkl[:, 0] > 0))
     if len(_BOXES) > 64:
       _BOXES.clear()
-    _BOXES[m] = (hkl, np.flatnonzero(half))
+    half_index = np.flatnonzero(half)
+    _BOXES[m] = (hkl, half_index, hkl[half_index].astype(float))
   return _BOXES[m]
 
 
@@ -159,7 +160,7 @@ def _d_star_sq(unit_cell, hkl, d_min):
   """d*^2 of indices hkl (N, 3); where it ties with 1/d_min^2 to 1e-9 it is
   cctbx's own value, so that a reflection exactly at d_min is in or out as in
   miller.build_set (it decides the FFT grid of the Patterson)."""
-  s = hkl.astype(float) @ fractionalization(unit_cell)
+  s = hkl @ fractionalization(unit_cell)
   d_star_sq = (s * s).sum(axis=1)
   near = np.flatnonzero(np.abs(d_star_sq * d_min * d_min - 1) < 1e-9)
   if near.size:
@@ -194,8 +195,8 @@ def intensities(reflections, molecules):
     frac_sites[b, :len(m.elements)] = frac - np.round(frac)   # a lattice translation changes no F
     for a, key in enumerate(zip(m.elements, np.round(m.u_iso, 6))):
       one_hot[b, types[b].index(key), a] = 1.0
-  dss = torch.as_tensor(r.d_star_sq, dtype=torch.float64, device=dev)
-  scattering = torch.zeros(r.size, n_types, n_refl, dtype=torch.float64, device=dev)
+  dss = torch.as_tensor(r.d_star_sq, dtype=torch.float32, device=dev)
+  scattering = torch.zeros(r.size, n_types, n_refl, dtype=torch.float32, device=dev)
   form_factors = {}    # per cell and element: a batch of one cell evaluates each once
   for b, case_types in enumerate(types):
     cell = r.unit_cells[b].parameters()
@@ -227,8 +228,8 @@ def intensities(reflections, molecules):
     part = part.view(r.size, n1 * n2, n_types, n3).permute(0, 2, 1, 3).reshape(r.size, n_types, -1)
     return part[:, :, index]
   s_re, s_im = at_reflections(s_re), at_reflections(s_im)
-  f_re = (scattering * s_re.double()).sum(1)
-  f_im = (scattering * s_im.double()).sum(1)
+  f_re = (scattering * s_re).sum(1).double()
+  f_im = (scattering * s_im).sum(1).double()
   i_true = f_re * f_re + f_im * f_im
   return i_true * torch.as_tensor(r.member, device=dev)
 
