@@ -2,7 +2,8 @@
 
 1. data making alone: the fast path (cctbx_p2a.batch_data) and the cctbx path,
    for the paper's case and for the realistic model's data (random cells,
-   noise, intensities through French-Wilson);
+   noise, intensities through French-Wilson); the Patterson window alone,
+   batch_data's sums against a full-cell FFT;
 2. the network step alone (forward, backward, AdamW on random tensors);
 3. the whole training loop (p2a.train's Trainer, validation excluded);
 4. the whole loop under torchrun with 1 and 2 processes (gloo on the CPU).
@@ -66,6 +67,30 @@ def data_rates(batch, repeats):
     slow = rate(lambda: train.make_pair(params, geometry, train.TRAIN_STREAM, next(counter)), 1, 3 * repeats)
     rows.append(("cctbx path, one case", case, 1) + slow)
   return rows
+
+
+def window_rates(batch, repeats):
+  """The Patterson window alone, paper case, one thread: batch_data's sums on
+  the window against the alternative, a full-cell inverse FFT on cctbx's
+  grid (81^3 here) followed by the trilinear gather of the window."""
+  torch.set_num_threads(1)
+  params = phil.extract("train", "synthetic", "patterson")
+  geometry = train.Geometry(params)
+  cases = [batch_data.draw_case(train.example_seed(1, 0, k), params.synthetic) for k in range(batch)]
+  reflections = batch_data.UniqueReflections([c.unit_cell for c in cases], [c.d_min for c in cases])
+  obs = batch_data.observe(reflections, batch_data.intensities(reflections, [c.molecule for c in cases]),
+                           [c.rng for c in cases], 0.0, 1.0)
+  sums = rate(lambda: batch_data.patterson_windows(reflections, obs, geometry.input), batch, repeats)
+  n = batch_data.cctbx_gridding(cases[0].unit_cell, cases[0].d_min, params.patterson.resolution_factor)[0]
+  spectrum = torch.randn(batch, n, n, n // 2 + 1, dtype=torch.complex64)
+  corners = torch.randint(0, n ** 3, (batch, 8 * geometry.input.n ** 3))
+  weights = torch.rand(batch, 8, geometry.input.n ** 3)
+
+  def fft_window():
+    cell_map = torch.fft.irfftn(spectrum, s=(n, n, n), dim=(1, 2, 3)).reshape(batch, -1)
+    return (torch.gather(cell_map, 1, corners).view(batch, 8, -1) * weights).sum(1)
+  return [("Patterson window: sums on the window", "paper", 1) + sums,
+          ("Patterson window: full-cell FFT %d^3 + gather" % n, "paper", 1) + rate(fft_window, batch, repeats)]
 
 
 def network_rates(channels, batch, repeats):
@@ -153,6 +178,7 @@ def main():
   print("machine: %s, %d cores; load average before: %.2f; torch %s" % (
     train.hardware_description(torch.device("cpu")), os.cpu_count() or 1, load, torch.__version__))
   rows = data_rates(args.batch, args.repeats)
+  rows += window_rates(args.batch, args.repeats)
   net_rows, n_params = network_rates(args.channels, args.batch, args.repeats)
   rows += net_rows
   rows += loop_rates(args.channels, args.batch, args.steps)
