@@ -140,9 +140,9 @@ def test_simulate_writes_a_molecule_case(tmp_cwd):
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
   "Measured: the shipped models never saw bonded atoms (points >= 3 A apart, 1 A voxels); on "
-  "suite=molecules at d_min 2.0 p2a placed 26 of 31 atoms within 0.5 A on case 0 and 4 of 12 on "
-  "case 0 with n_atoms=12 (docs/molecules.md has the 20-case table). Remove this mark when a "
-  "model trained on molecules (examples/train_molecules.phil) solves it."))
+  "suite=molecules at d_min 2.0 p2a solved 0 of 20 cases (its untrained control 0 of 20 too), "
+  "placing 26 of 31 atoms within 0.5 A on this case 0 (docs/molecules.md). Remove this mark "
+  "when a model trained on molecules (examples/train_molecules.phil) solves it."))
 def test_a_real_molecule_at_2A_solves_end_to_end():
   """Case 0 of suite=molecules at d_min 2.0 (not chosen: the first case of
   the compare stream), p2a told the composition as in p2a.compare."""
