@@ -17,7 +17,7 @@ wheel (nothing is downloaded):
   embedding gives metal-ligand distances from 1.8 to 2.4 A for the same bond,
   so complexes are assembled here instead: each ligand is embedded alone and
   its donor atom put at the sum of Cordero et al. (2008) covalent radii from
-  the metal (within about 0.1 A of typical crystal structures), pointing away
+  the metal (meant to be within about 0.1 A of crystal structures), pointing away
   from it, turned until no atom comes close to another ligand's.
 
 Every molecule is sanitised, gets explicit hydrogens and an ETKDG conformer

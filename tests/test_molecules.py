@@ -29,7 +29,7 @@ def check_geometry(mol):
     ideal = radius[el[a]] + radius[el[b]]
     assert ideal - 0.40 <= d <= ideal + 0.20, (el[a], el[b], d, mol.smiles)
     if el[a] in molecules.METAL_GEOMETRIES or el[b] in molecules.METAL_GEOMETRIES:
-      assert 1.8 <= d <= 2.9  # Mn(II)-Br is about 2.7 A in crystal structures
+      assert 1.8 <= d <= 2.9  # Mn-Br from the high-spin Mn radius is 2.81 A
     else:
       assert 0.9 <= d <= 2.6
     bonded.update({(a, b), (b, a)})
