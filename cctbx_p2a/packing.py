@@ -14,9 +14,10 @@ Commun. 2021) by symmetry:
   (PyXtal makes the cell ``factor`` x Z x its estimate of the molecule's
   volume, so the factor for a volume per non-H atom is computed); at real
   densities PyXtal alone is slow and leaves clashes (measured, see pack());
-* the packing is then squeezed to the wanted density by hard-sphere Monte
-  Carlo of the cell, the orientation and the position of the rigid molecule,
-  never letting an intermolecular contact fall below its bound;
+* the packing is then squeezed to the wanted density: the cell shrinks in
+  steps, and after each Monte Carlo moves of the cell shape and of the rigid
+  molecule's orientation and position remove every contact closer than its
+  bound (the conformer is RDKit's, unchanged);
 * every crystal is checked afterwards with cctbx pair tables: closest
   intermolecular contacts between non-H atoms and between a hydrogen and any
   atom (symmetry copies included); a crystal with a clash is redrawn.
@@ -185,7 +186,7 @@ def pyxtal_start(molecule, number, volume_per_non_h, rng, max_tries):
 
 class RigidPacking:
   """A rigid molecule in the general position of a space group, for the
-  hard-sphere squeeze: cell parameters, the molecule's orientation
+  squeeze: cell parameters, the molecule's orientation
   (Cartesian rotation of its body frame) and its centroid (fractional).
   Contacts with every symmetry copy near it are checked in numpy (copies are
   pre-selected by centroid distance, so a check costs well under 1 ms)."""
@@ -358,9 +359,10 @@ def pack(molecule, space_group, seed, volume_per_non_h=18.0, u_iso=0.03, min_con
   PyXtal places the molecule by symmetry at start_volume_per_non_h, where it
   packs quickly; at real densities its random placement is slow (tens of
   seconds for 28 atoms) and leaves clashes (non-H contacts down to 1.7 A, H
-  to 0.8 A: measured).  The packing is then squeezed (hard-sphere Monte
-  Carlo of the cell, the molecule's orientation and position) down to the
-  wanted volume.  A start that will not squeeze is redrawn, up to max_tries;
+  to 0.8 A: measured).  The packing is then squeezed down to the wanted
+  volume (squeeze: compression steps, each followed by Monte Carlo of the
+  cell shape and the molecule's orientation and position that removes the
+  overlaps).  A start that will not squeeze is redrawn, up to max_tries;
   then a Sorry.  Returns a PackedCrystal."""
   number = space_group_number(space_group)
   t0 = time.time()
