@@ -84,6 +84,28 @@ def run_one(observed, reference, cut, quality, seed, params):
               place_s=round(solution.placement.seconds, 1))
 
 
+class Simulated:
+  """A packed training crystal (cctbx_p2a.packing) as a measured set: |F| of
+  the whole structure, hydrogens included, to 1.4 A with 3 % noise; the
+  reference is its non-H asymmetric unit."""
+
+  def __init__(self, seed, group, n_atoms):
+    from cctbx_p2a import packing
+    params = packing.default_params()
+    params.packing.space_groups = [group]
+    params.packing.n_atoms = list(n_atoms)
+    crystal = packing.generate(seed, params)
+    f = crystal.xray_structure.structure_factors(d_min=1.4, algorithm="direct").f_calc().amplitudes()
+    rng = np.random.default_rng(seed)
+    from cctbx.array_family import flex
+    data = f.data().as_numpy_array()
+    noisy = np.abs(data * (1 + 0.03 * rng.normal(size=data.size)))
+    self.f_obs = f.customized_copy(data=flex.double(noisy), sigmas=flex.double(0.03 * data + 1e-3))
+    self.f_obs.set_observation_type_xray_amplitude()
+    self.reference = crystal.non_h_structure
+    self.name = "packed_%s_%d" % (group.replace("/", ""), seed)
+
+
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("folder", nargs="?", default=os.path.join(REPO, "..", "shared", "data", "measured"))
@@ -92,16 +114,28 @@ def main():
                   help="comma-separated; 'harder' adds %s" % ",".join(HARDER))
   ap.add_argument("--seeds", default="0", help="comma-separated perturbation seeds (random axis, noise)")
   ap.add_argument("--rigid-body", default="true", choices=("true", "false"))
+  ap.add_argument("--packed", type=int, default=0,
+                  help="instead of the measured sets: this many packed crystals (cctbx_p2a.packing, "
+                       "simulated |F|) per space group")
+  ap.add_argument("--packed-atoms", default="8,24", help="non-H atom range of the packed molecules")
   ap.add_argument("--json", default=None)
   args = ap.parse_args()
-  sets = [s for s in [measured.thpp_set()] if s] + measured.find_sets(args.folder)
   params = placement.default_params()
+  if args.packed:
+    from cctbx_p2a import packing
+    n_atoms = [int(x) for x in args.packed_atoms.split(",")]
+    sets = [(None, Simulated(k, g, n_atoms)) for g in packing.SPACE_GROUPS for k in range(args.packed)]
+  else:
+    sets = [(s, None) for s in [measured.thpp_set()] if s] + [(s, None) for s in measured.find_sets(args.folder)]
   params.placement.rigid_body = args.rigid_body == "true"
   qualities = [q for part in args.qualities.split(",") for q in (HARDER if part == "harder" else [part])]
   seeds = [int(x) for x in args.seeds.split(",")]
   rows = []
-  for s in sets:
-    observed, reference = measured.load(s)
+  for s, simulated in sets:
+    if simulated is not None:
+      observed, reference, s = simulated, simulated.reference, simulated
+    else:
+      observed, reference = measured.load(s)
     for cut in [float(c) for c in args.cuts.split(",")]:
       for quality, seed in [(q, k) for q in qualities for k in seeds]:
         t0 = time.time()
