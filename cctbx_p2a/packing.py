@@ -203,8 +203,7 @@ class RigidPacking:
     self.is_h = np.asarray(is_hydrogen, dtype=bool)
     self.radius = float(np.linalg.norm(self.body, axis=1).max())
     self.min_non_h, self.min_h = min_non_h, min_h
-    pair_h = self.is_h[:, None] | self.is_h[None, :]
-    self.bound = np.where(pair_h, min_h, min_non_h)
+    self.max_bound = max(min_non_h, min_h)
     self._uctbx = uctbx
     self.min_spacing = 3.0
 
@@ -239,7 +238,7 @@ class RigidPacking:
       return np.inf, np.inf   # a degenerate cell: no real crystal has lattice planes this close
     m = np.ceil(reach / heights).astype(int) + 1
     grid = np.stack(np.meshgrid(*[np.arange(-k, k + 1) for k in m], indexing="ij"), -1).reshape(-1, 3)
-    others = []
+    others, other_h = [], []
     for k, (r, t) in enumerate(self.ops):
       c_copy = r @ centroid + t
       shift = np.round(centroid - c_copy)          # the copy's nearest image first
@@ -251,12 +250,21 @@ class RigidPacking:
       if near.any():
         copy = frac @ r.T + t
         others.append((copy[None, :, :] + lattice[near][:, None, :]).reshape(-1, 3))
+        other_h.append(np.tile(self.is_h, int(near.sum())))
     if not others:
       return 0.0, -np.inf
     others = np.concatenate(others) @ orth.T
-    n = len(cart)
-    d = np.linalg.norm(cart[:, None, :] - others[None, :, :], axis=-1)
-    excess = np.tile(self.bound, (1, len(others) // n)) - d
+    other_h = np.concatenate(other_h)
+    # only atoms of other molecules within reach of this one can touch it
+    centre = centroid @ orth.T
+    inside = np.square(others - centre).sum(axis=1) < (self.radius + self.max_bound) ** 2
+    others, other_h = others[inside], other_h[inside]
+    if not len(others):
+      return 0.0, -np.inf
+    d2 = (np.square(cart).sum(axis=1)[:, None] + np.square(others).sum(axis=1)[None, :]
+          - 2.0 * cart @ others.T)
+    bound = np.where(self.is_h[:, None] | other_h[None, :], self.min_h, self.min_non_h)
+    excess = bound - np.sqrt(np.maximum(d2, 0.0))
     return float(np.square(excess[excess > 0]).sum()), float(excess.max())
 
   def free_cell_moves(self):
