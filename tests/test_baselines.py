@@ -140,6 +140,11 @@ def test_score_against_reference():
   score = baselines.score_against_reference(xs, moved)
   assert score["solved"] and score["n_matched"] == score["n_reference"] == 10
   assert score["mean_error_A"] < 1e-6 and score["rms"] < 1e-6
+  assert score["elements_right"] == 1.0
+  # a matched atom of another element counts against elements_right
+  retyped = moved.deep_copy_scatterers()
+  retyped.scatterers()[0].scattering_type = "S"
+  assert baselines.score_against_reference(xs, retyped)["elements_right"] == 0.9
   # small errors are within the tolerance, large ones are not
   jiggled = moved.customized_copy()
   shifts = flex.vec3_double([(0.2 / 10, 0, 0)] * 5 + [(0.8 / 10, 0, 0)] * 5)
@@ -154,7 +159,7 @@ def test_score_against_reference():
   empty = xray.structure(crystal_symmetry=xs.crystal_symmetry())
   score = baselines.score_against_reference(xs, empty)
   assert score == dict(n_matched=0, n_reference=10, mean_error_A=None,
-                       solved=False, rms=None)
+                       solved=False, rms=None, elements_right=None)
 
 
 def test_solving_iterator_keeps_iteration_count_an_int():
