@@ -44,25 +44,17 @@ def explains_data(r1, cc, params):
   return r1 <= params.success.r1_max and cc >= params.success.cc_min
 
 
-def bonded_fraction(xray_structure, below=0.35, above=0.20):
-  """Chemistry as a check on a solution: the fraction of atoms whose nearest
-  neighbour (symmetry copies included) lies at a bond length for the pair,
-  the sum of covalent radii -below/+above A.  A right small-molecule
-  structure scores near 1 (isolated waters and ions lower it); atoms placed
-  by overfitting too few reflections sit 1.6-2.4 A apart and score near 0.5
-  (measured on sucrose cut to 1.5 and 2.0 A)."""
+def nearest_neighbours(xray_structure, cutoff=3.5):
+  """For each atom, (distance to its nearest neighbour, that neighbour's
+  index), symmetry copies included; (inf, None) when none is within cutoff."""
   from cctbx import crystal
-  from cctbx.eltbx import covalent_radii
   n = xray_structure.scatterers().size()
-  if n < 2:
-    return 1.0
-  types = xray_structure.scatterers().extract_scattering_types()
-  radii = [covalent_radii.table(t).radius() if t not in ("H", "D") else 0.31 for t in types]
-  cutoff = 2 * max(radii) + above
+  nearest = [(np.inf, None)] * n
+  if n < 2 and xray_structure.space_group().order_z() == 1:
+    return nearest
   pairs = crystal.pair_asu_table(xray_structure.asu_mappings(buffer_thickness=cutoff))
   pairs.add_all_pairs(distance_cutoff=cutoff)
   uc, frac = xray_structure.unit_cell(), xray_structure.sites_frac()
-  nearest = [(np.inf, None)] * n
   for i, row in enumerate(pairs.extract_pair_sym_table()):
     for j, ops in row.items():
       for op in ops:
@@ -71,6 +63,31 @@ def bonded_fraction(xray_structure, below=0.35, above=0.20):
           nearest[i] = (d, j)
         if d < nearest[j][0]:
           nearest[j] = (d, i)
+  return nearest
+
+
+def claims_bonds(xray_structure, bond_max=2.0, fraction=0.25):
+  """True when the structure is one of bonded chemistry (at least `fraction`
+  of its atoms have a neighbour within bond_max A), not of the paper's
+  isolated points (at least 3 A apart), to which bond checks do not apply."""
+  near = [d for d, _ in nearest_neighbours(xray_structure, cutoff=bond_max)]
+  return len(near) > 0 and np.mean([d <= bond_max for d in near]) >= fraction
+
+
+def bonded_fraction(xray_structure, below=0.35, above=0.20):
+  """Chemistry as a check on a solution: the fraction of atoms whose nearest
+  neighbour (symmetry copies included) lies at a bond length for the pair,
+  the sum of covalent radii -below/+above A.  A right small-molecule
+  structure scores near 1 (isolated waters and ions lower it); atoms placed
+  by overfitting too few reflections sit 1.6-2.4 A apart and score near 0.5
+  (measured on sucrose cut to 1.5 and 2.0 A)."""
+  from cctbx.eltbx import covalent_radii
+  n = xray_structure.scatterers().size()
+  if n < 2:
+    return 1.0
+  types = xray_structure.scatterers().extract_scattering_types()
+  radii = [covalent_radii.table(t).radius() if t not in ("H", "D") else 0.31 for t in types]
+  nearest = nearest_neighbours(xray_structure, cutoff=2 * max(radii) + above)
   bonded = 0
   for i, (d, j) in enumerate(nearest):
     if j is not None:
