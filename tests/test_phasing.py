@@ -195,3 +195,24 @@ def test_atom_count_from_the_maps_mass():
     card = {"metrics": {"atom_map_mass_per_atom": 10.0}}
   assert phasing.atom_count(None, Model(), [], [], mass=123.0) == (12, phasing.ESTIMATED)
   assert phasing.atom_count(None, Model(), [], [], mass=2.0)[0] == 1
+
+
+@pytest.mark.parametrize("composition", [None, "CN6O4S"])
+def test_sulfur_lands_on_its_site_with_and_without_composition(composition):
+  """examples/realistic_case (12 atoms, one S, 1.6 A): the S is found on the
+  S site whether or not the composition is given; with it, every element is
+  the right one (the composition used to turn every atom into C)."""
+  observed = reflections.read(os.path.join(REPO, "examples", "realistic_case.mtz"))
+  truth = files.read_structure(os.path.join(REPO, "examples", "realistic_case.pdb"))
+  params = phasing.default_params()
+  params.solve.composition = composition
+  result = phasing.solve(observed, params=params)
+  assert result.solved
+  score = baselines.score_against_reference(truth, result.xray_structure)
+  assert score["solved"], score
+  sulfur = lambda xs: xs.select(xs.scatterers().extract_scattering_types() == "S")
+  assert sulfur(result.xray_structure).scatterers().size() == 1
+  assert baselines.score_against_reference(sulfur(truth), sulfur(result.xray_structure))["n_matched"] == 1
+  if composition:
+    assert score["elements_right"] == 1.0, score
+    assert result.r1 < 0.05
