@@ -1,9 +1,11 @@
 """Packed training crystals (cctbx_p2a.packing): time per crystal, density and
 closest contacts, per space group.
 
-    python benchmarks/packing_stats.py [crystals_per_group] [first_seed]
+    python benchmarks/packing_stats.py [crystals_per_group] [first_seed] [--pyxtal-only VOLUME]
 
-Prints one markdown row per space group (docs/crystals_network.md).
+Prints one markdown row per space group (docs/crystals_network.md).  With
+--pyxtal-only, PyXtal alone packs the same molecules at VOLUME A^3 per non-H
+atom (no squeeze, no contact check): what PyXtal gives without packing.py.
 """
 import sys
 import time
@@ -15,9 +17,53 @@ from libtbx.utils import Sorry
 from cctbx_p2a import packing
 
 
+def pyxtal_only(seed, params, volume):
+  """PyXtal's own packing of generate()'s first molecule at `volume`, checked
+  like packing.pack checks its crystals: (time, non-H contact, H contact, atoms)."""
+  from cctbx_p2a import molecules
+  p = params.packing
+  rng = np.random.default_rng([int(seed), 29])
+  molecule = molecules.generate(int(rng.integers(2 ** 31)), n_atoms=tuple(p.n_atoms),
+                                source_weights=tuple(p.source_weights))
+  t0 = time.time()
+  symmetry, frac, _ = packing.pyxtal_start(molecule, packing.SPACE_GROUPS[p.space_groups[0]], volume,
+                                           np.random.default_rng(seed), p.max_tries)
+  seconds = time.time() - t0
+  xs = packing.structure_in_best_cell(symmetry, molecule, frac, 0.03)
+  heavy, with_h = packing.intermolecular_contacts(xs, np.asarray(molecule.is_hydrogen))
+  return seconds, heavy, with_h, molecule.n_atoms
+
+
+def main_pyxtal_only(n, first, volume):
+  params = packing.default_params()
+  print("| space group | crystals | PyXtal s/crystal (median, max) | non-H atoms | closest non-H contact "
+        "(min, median) | closest contact with H (min, median) |")
+  print("|---|---|---|---|---|---|")
+  for group in packing.SPACE_GROUPS:
+    params.packing.space_groups = [group]
+    rows = []
+    for k in range(n):
+      try:
+        rows.append(pyxtal_only(first + k, params, volume))
+      except Sorry as e:
+        print("  %s seed %d: %s" % (group, first + k, e), file=sys.stderr)
+    t, heavy, light, atoms = [np.array(c) for c in zip(*rows)]
+    print("| %s | %d | %.1f, %.1f | %d-%d | %.2f, %.2f | %.2f, %.2f |" % (
+      group, len(rows), np.median(t), t.max(), atoms.min(), atoms.max(), heavy.min(), np.median(heavy),
+      light.min(), np.median(light)), flush=True)
+
+
 def main():
+  if "--pyxtal-only" in sys.argv:
+    i = sys.argv.index("--pyxtal-only")
+    volume = float(sys.argv[i + 1])
+    del sys.argv[i:i + 2]
+  else:
+    volume = None
   n = int(sys.argv[1]) if len(sys.argv) > 1 else 50
   first = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+  if volume is not None:
+    return main_pyxtal_only(n, first, volume)
   params = packing.default_params()
   rows = []
   print("| space group | crystals | failed seeds | s/crystal (median, max) | non-H atoms | A^3 per non-H atom "
