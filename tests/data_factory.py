@@ -97,3 +97,14 @@ def write_cif(path, array, block="test"):
   with open(str(path), "w") as out:
     print(model, file=out)
   return str(path)
+
+
+# The smallest training run that exercises every part of p2a.train (a few
+# seconds per run): test_train and test_ddp add their own batch and schedule.
+TINY_TRAINING = {
+  "synthetic.n_atoms": 3, "synthetic.extent": 2.0, "synthetic.min_distance": 1.5,
+  "synthetic.unit_cell": "20 20 20 90 90 90", "synthetic.d_min": "2.5 2.5",
+  "patterson.box_edge": 16, "target.output_box_edge": 8, "network.channels": 4,
+  "train.warmup_steps": 2, "train.learning_rate": 3e-3,
+  "train.validation_cases": 4, "train.data_workers": 0, "train.evaluation_cases": 0,
+}

@@ -12,16 +12,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from data_factory import TINY_TRAINING  # noqa: E402
+
 from cctbx_p2a import phil, train  # noqa: E402
 
-TINY = {
-  "synthetic.n_atoms": 3, "synthetic.extent": 2.0, "synthetic.min_distance": 1.5,
-  "synthetic.unit_cell": "20 20 20 90 90 90", "synthetic.d_min": "2.5 2.5",
-  "patterson.box_edge": 16, "target.output_box_edge": 8, "network.channels": 4,
-  "train.batch_size": 4, "train.warmup_steps": 2, "train.learning_rate": 3e-3,
-  "train.validation_cases": 4, "train.data_workers": 0, "train.evaluation_cases": 0,
-  "train.validate_every": 3, "train.checkpoint_every": 2, "train.steps": 6,
-}
+TINY = dict(TINY_TRAINING, **{"train.batch_size": 4, "train.validate_every": 3,
+                              "train.checkpoint_every": 2, "train.steps": 6})
 
 RANK_SCRIPT = """
 import cctbx_p2a, json, os, sys, torch

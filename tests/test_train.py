@@ -8,16 +8,11 @@ torch = pytest.importorskip("torch")  # the [train] extra; p2a.solve needs no to
 
 from libtbx.utils import Sorry
 
+from data_factory import TINY_TRAINING
+
 from cctbx_p2a import phil, train
 
-TINY = {
-  "synthetic.n_atoms": 3, "synthetic.extent": 2.0, "synthetic.min_distance": 1.5,
-  "synthetic.unit_cell": "20 20 20 90 90 90", "synthetic.d_min": "2.5 2.5",
-  "patterson.box_edge": 16, "target.output_box_edge": 8, "network.channels": 4,
-  "train.batch_size": 2, "train.warmup_steps": 2, "train.learning_rate": 3e-3,
-  "train.validation_cases": 4, "train.data_workers": 0, "train.threads": 1,
-  "train.evaluation_cases": 0,
-}
+TINY = dict(TINY_TRAINING, **{"train.batch_size": 2, "train.threads": 1})
 
 
 def tiny_params(tmp_path, **extra):
