@@ -24,7 +24,6 @@ import sys
 import time
 from dataclasses import dataclass
 
-import numpy as np
 from libtbx.utils import Sorry
 
 DATA_NAMES = ("data_merged.mtz", "data.mtz", "data.hkl")

@@ -16,7 +16,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 from libtbx.utils import Sorry
 
 from cctbx_p2a import finishing, patterson, reflections, sites

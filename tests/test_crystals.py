@@ -87,10 +87,9 @@ def contacts_with_copies(xs, cutoff):
           for j, ops in row.items() for op in ops if op.as_xyz() != "x,y,z"]
 
 
-def packed(space_group_symbol, sites_cart, elements, seed=0):
+def packed(space_group_symbol, sites_cart, elements):
   """The molecule as the asymmetric unit of a crystal in the space group, in
   a cell large enough that no symmetry copy comes within 3 A of it."""
-  rng = np.random.default_rng(seed)
   info = sgtbx.space_group_info(space_group_symbol)
   extent = float(np.ptp(sites_cart, axis=0).max())
   edge = 2 * extent + 4
