@@ -532,9 +532,8 @@ def model_card(params, geometry, net, history, seconds, device, finished):
                  "finished": finished, "history": history},
     "domain": {"space_groups": ["P 1"],
                "n_atoms": [lo, hi],
-               "elements": [str(e) for e in s.elements] + ([s.heavy_element] if s.heavy_atom_fraction else []),
+               **domain_molecules(s),
                "d_min": list(s.d_min), "noise": list(s.noise), "completeness": list(s.completeness),
-               "molecule_extent_A": 2 * s.extent,
                "cell_edges_A": list(s.cell_edges) if s.random_cell else [min(cell[:3]), max(cell[:3])],
                "cell_angles_deg": list(s.cell_angles) if s.random_cell else [min(cell[3:]), max(cell[3:])]},
     "hardware": hardware_description(device),
@@ -542,6 +541,18 @@ def model_card(params, geometry, net, history, seconds, device, finished):
     "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
                  "cctbx": getattr(cctbx, "__version__", "cctbx-base")},
   }
+
+
+def domain_molecules(s):
+  """What the card says the molecules were: the paper's points (elements, extent)
+  or real molecules from cctbx_p2a.molecules (their element set)."""
+  if getattr(s, "molecule_source", "points") == "molecules":
+    from cctbx_p2a import molecules
+    return {"molecule_source": "molecules",
+            "elements": sorted(set(molecules.ORGANIC_ELEMENTS) | set(molecules.METAL_GEOMETRIES))}
+  return {"molecule_source": "points",
+          "elements": [str(e) for e in s.elements] + ([s.heavy_element] if s.heavy_atom_fraction else []),
+          "molecule_extent_A": 2 * s.extent}
 
 
 def phil_scope_dict(params, name):
