@@ -321,14 +321,19 @@ def model_knows_bonds(model):
 
 def verdict(xs, r1, cc, f_obs, params, chemistry=True):
   """Whether a structure explains the data, and if not, why: R1 and CC;
-  enough reflections per parameter for R1 to mean something; and (with
-  chemistry) atoms at bond lengths from one another.  Returns (bool, [why not])."""
+  enough reflections per parameter for R1 to mean something; no atom smeared
+  out to a U_iso the data cannot see; and (with chemistry) atoms at bond
+  lengths from one another.  Returns (bool, [why not])."""
   sp = params.success
   reasons = []
   if r1 > sp.r1_max:
     reasons.append("R1 %.3f is above success.r1_max=%.2f" % (r1, sp.r1_max))
   if cc < sp.cc_min:
     reasons.append("CC %.3f is below success.cc_min=%.2f" % (cc, sp.cc_min))
+  smeared = [sc.label for sc in xs.scatterers() if sc.u_iso >= sp.max_u_iso]
+  if smeared:
+    reasons.append("%s refined to U_iso >= success.max_u_iso=%.2f A^2: atoms the data do not see"
+                   % (", ".join(smeared), sp.max_u_iso))
   n_parameters = 4 * xs.scatterers().size()
   if f_obs.size() < sp.min_data_per_parameter * n_parameters:
     reasons.append("%d unique reflections for %d atoms (%d parameters) are too few to tell a right "
