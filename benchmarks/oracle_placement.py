@@ -28,7 +28,7 @@ import time
 import cctbx_p2a  # noqa: F401  (import order)
 import numpy as np
 
-from cctbx_p2a import baselines, measured, placement
+from cctbx_p2a import baselines, compare, measured, placement
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUALITIES = ("exact", "rot4", "rot4_noise0.2", "rot10_noise0.3")
@@ -68,7 +68,7 @@ def run_one(observed, reference, cut, quality, seed, params):
     image = placement.MoleculeImage.of(image.sites_cart, ["C"] * len(image.elements))
   ideal = placement.placed_structure(image, np.eye(3), true_centroid_frac(reference),
                                      f_obs.crystal_symmetry())
-  composition = measured.composition_of_sites(reference)
+  composition = compare.composition_counts(reference)
   solution = placement.finish_placed(f_obs, image, composition=composition, params=params)
   best = solution.placement.best
   placed = baselines.score_against_reference(ideal, best.xray_structure, tolerance=0.5)

@@ -104,13 +104,6 @@ def load(measured_set, reflections_params=None):
   return observed, reference
 
 
-def composition_of_sites(reference):
-  counts = {}
-  for sc in reference.scatterers():
-    counts[sc.scattering_type] = counts.get(sc.scattering_type, 0) + 1
-  return counts
-
-
 def run(sets, cuts=("native", 1.2, 1.5, 2.0), methods=("p2a", "charge_flipping", "tangent_formula"),
         seed=7, tolerance=0.5, min_fraction=0.9, model_name="default", log=sys.stdout):
   """Every method on every set at every cut.  Returns rows (dicts)."""

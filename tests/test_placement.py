@@ -4,7 +4,7 @@ by Laue orientations and the translation function, solves the data cut to
 import numpy as np
 import pytest
 
-from cctbx_p2a import baselines, measured, placement
+from cctbx_p2a import baselines, compare, measured, placement
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_exact_image_solves_thpp_at_2A(thpp_2A):
   # a wrong placement scores clearly worse
   worst = placed.candidates[-1]
   assert worst.cc < best.cc - 0.1
-  solution = placement.finish_placed(f_obs, image, composition=measured.composition_of_sites(reference))
+  solution = placement.finish_placed(f_obs, image, composition=compare.composition_counts(reference))
   final = baselines.score_against_reference(reference, solution.finished.xray_structure, tolerance=0.5)
   assert final["n_matched"] >= 0.9 * reference.scatterers().size()
   # right, but 125 reflections for 16 atoms: p2a's verdict does not call it solved
