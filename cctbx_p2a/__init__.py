@@ -38,7 +38,7 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
     overrides = dict(overrides, model=os.fspath(model))  # the PHIL solve.model
     model = None
   if overrides:
-    params = phil.apply_overrides(phil.master_phil("solve", "reflections"), params, overrides)
+    params = phil.apply_overrides(phil.master_phil(*phasing.SOLVE_SCOPES), params, overrides)
   return phasing.solve(f_obs, params=params, model=model, log=log)
 
 

@@ -11,8 +11,10 @@ ever sees the answer:
                     from random starts, combined figure of merit), written
                     here on top of cctbx.dmtbx.triplet_generator since cctbx
                     ships only the building blocks
+  dual_space        dual-space recycling from random atoms, after SHELXD
+                    (cctbx_p2a.dual_space); the lowest-R1 trial is kept
 
-Both return a PhasingResult; score_against_reference() is the yardstick for
+All return a PhasingResult; score_against_reference() is the yardstick for
 all methods, the network included (emma: origin shifts and hand allowed).
 Every function takes the extracted `baselines` PHIL scope as params.
 """
@@ -491,7 +493,14 @@ def tangent_formula(f_obs, n_sites, scattering_type="C", seed=0, params=None):
     time_s=time.time() - t0, notes=notes)
 
 
+def dual_space(f_obs, n_sites, scattering_type="C", seed=0, params=None):
+  """Dual-space recycling from random atoms (cctbx_p2a.dual_space)."""
+  from cctbx_p2a import dual_space as _ds
+  return _ds.dual_space(f_obs, n_sites, scattering_type=scattering_type, seed=seed, params=params)
+
+
 METHODS = {
   "charge_flipping": charge_flipping,
   "tangent_formula": tangent_formula,
+  "dual_space": dual_space,
 }

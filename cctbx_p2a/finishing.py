@@ -302,25 +302,38 @@ def relabel(xray_structure):
   return xray_structure
 
 
-def peaks_as_structure(map_coeffs, n_sites, element="C", u_iso=0.02, min_distance=1.0,
-                       resolution_factor=0.25, crystal_symmetry=None):
-  """The n_sites highest peaks of the map of `map_coeffs` as an xray.structure
-  (peaks closer than min_distance, symmetry mates included, are merged), in
-  crystal_symmetry (default: the map coefficients')."""
-  from cctbx import maptbx, xray
-  from cctbx.array_family import flex
+def peak_sites(map_coeffs, n_sites, min_distance=1.0, resolution_factor=0.25):
+  """Fractional sites (n, 3) of the n_sites highest peaks of the map of
+  `map_coeffs` (space-group symmetry used; peaks closer than min_distance,
+  symmetry mates included, are merged)."""
+  from cctbx import maptbx
   fft_map = map_coeffs.fft_map(resolution_factor=resolution_factor,
                                symmetry_flags=maptbx.use_space_group_symmetry)
   fft_map.apply_sigma_scaling()
   peaks = fft_map.peak_search(maptbx.peak_search_parameters(
     peak_search_level=1, interpolate=True, min_distance_sym_equiv=min_distance,
     max_clusters=n_sites)).all(max_clusters=n_sites)
+  return np.array(peaks.sites()).reshape(-1, 3)
+
+
+def structure_of_sites(crystal_symmetry, sites_frac, element="C", u_iso=0.02):
+  """Atoms of one element at the given fractional sites, labelled C1, C2..."""
+  from cctbx import xray
+  from cctbx.array_family import flex
   scatterers = flex.xray_scatterer()
-  for i, site in enumerate(peaks.sites()):
-    scatterers.append(xray.scatterer(label="%s%d" % (element, i + 1), site=site, u=u_iso,
+  for i, site in enumerate(sites_frac):
+    scatterers.append(xray.scatterer(label="%s%d" % (element, i + 1), site=tuple(site), u=u_iso,
                                      scattering_type=element))
-  return xray.structure(crystal_symmetry=crystal_symmetry or map_coeffs.crystal_symmetry(),
-                        scatterers=scatterers)
+  return xray.structure(crystal_symmetry=crystal_symmetry, scatterers=scatterers)
+
+
+def peaks_as_structure(map_coeffs, n_sites, element="C", u_iso=0.02, min_distance=1.0,
+                       resolution_factor=0.25, crystal_symmetry=None):
+  """The n_sites highest peaks of the map of `map_coeffs` as an xray.structure
+  (peak_sites), in crystal_symmetry (default: the map coefficients')."""
+  return structure_of_sites(crystal_symmetry or map_coeffs.crystal_symmetry(),
+                            peak_sites(map_coeffs, n_sites, min_distance, resolution_factor),
+                            element, u_iso)
 
 
 def recycle(xray_structure, f_obs, n_sites, element="C", max_cycles=12, patience=3,
@@ -355,17 +368,11 @@ def random_start_recycling(f_obs, n_sites, element="C", seed=0, n_starts=5, max_
   """The same refinement and recycling as p2a.solve, started from random
   sites instead of the network's: the control that shows what the network
   adds.  Keeps the best of n_starts by R1."""
-  from cctbx import xray
-  from cctbx.array_family import flex
   rng = np.random.default_rng(seed)
   cs = f_obs.crystal_symmetry()  # random sites in the data's own space group
   best, best_r1 = None, np.inf
   for _ in range(n_starts):
-    scatterers = flex.xray_scatterer()
-    for i in range(n_sites):
-      scatterers.append(xray.scatterer(label="%s%d" % (element, i + 1), site=tuple(rng.uniform(0, 1, 3)),
-                                       u=0.02, scattering_type=element))
-    xs = xray.structure(crystal_symmetry=cs, scatterers=scatterers)
+    xs = structure_of_sites(cs, rng.uniform(0, 1, (n_sites, 3)), element)
     xs, _ = recycle(xs, f_obs, n_sites, element=element, max_cycles=max_cycles,
                     max_reflections=max_reflections)
     refine(xs, f_obs, max_reflections=max_reflections)
@@ -451,8 +458,15 @@ def elements_for_sites(composition, n_sites):
     return ["C"] * n_sites
   ordered = sorted(composition.items(), key=lambda kv: -atomic_number(kv[0]))
   elements = [e for e, n in ordered for _ in range(n)]
-  most_common = max(composition.items(), key=lambda kv: (kv[1], -atomic_number(kv[0])))[0]
-  return (elements + [most_common] * n_sites)[:n_sites]
+  return (elements + [most_common_element(composition)] * n_sites)[:n_sites]
+
+
+def most_common_element(composition):
+  """The element of most sites (the lighter on a tie); C without a
+  composition.  Peaks are placed as it before elements are assigned."""
+  if not composition:
+    return "C"
+  return max(composition.items(), key=lambda kv: (kv[1], -atomic_number(kv[0])))[0]
 
 
 def density_at_atoms(xray_structure, f_obs, f_calc=None):
@@ -489,7 +503,7 @@ def assign_elements(xray_structure, f_obs, composition, params, fit=None):
   if not sites_of or n == 0:
     return xray_structure, fit, None
   wanted = elements_for_sites(sites_of, n)
-  most_common = max(sites_of.items(), key=lambda kv: (kv[1], -atomic_number(kv[0])))[0]
+  most_common = most_common_element(sites_of)
   uniform = xray_structure.deep_copy_scatterers()
   for sc in uniform.scatterers():
     sc.scattering_type = most_common

@@ -105,8 +105,10 @@ def load(measured_set, reflections_params=None):
 
 
 def run(sets, cuts=("native", 1.2, 1.5, 2.0), methods=("p2a", "charge_flipping", "tangent_formula"),
-        seed=7, tolerance=0.5, min_fraction=0.9, model_name="default", log=sys.stdout):
-  """Every method on every set at every cut.  Returns rows (dicts)."""
+        seed=7, tolerance=0.5, min_fraction=0.9, model_name="default", log=sys.stdout,
+        solve_params=None):
+  """Every method on every set at every cut.  Returns rows (dicts).
+  solve_params: p2a's PHIL (phasing.default_params() when None)."""
   from cctbx_p2a import compare, model_files
   model = model_files.load(model_name)
   rows = []
@@ -122,7 +124,7 @@ def run(sets, cuts=("native", 1.2, 1.5, 2.0), methods=("p2a", "charge_flipping",
         t0 = time.time()
         try:
           row = compare.run_method(method, f_obs, reference, reference.scatterers().size(), seed,
-                                   tolerance, model=model)
+                                   tolerance, model=model, solve_params=solve_params)
         except Sorry as e:
           row = {"method": method, "solved": False, "n_matched": 0,
                  "n_reference": reference.scatterers().size(), "r1": None, "error": str(e)}

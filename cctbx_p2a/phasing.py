@@ -131,7 +131,7 @@ class Result:
   solved: bool
   n_sites: int
   n_sites_source: str        # "composition" or how it was estimated
-  hand_score: float          # the network route's hand CC, or charge flipping's peak CC
+  hand_score: float          # the kept start's score: the network's hand CC, charge flipping's peak CC, a dual-space trial's CC
   model_name: str            # "none" when the network took no part
   atom_map: object           # np.ndarray, or None when the network took no part
   patterson_grid: object
@@ -140,7 +140,8 @@ class Result:
   notes: list = field(default_factory=list)
   warnings: list = field(default_factory=list)
   timings: dict = field(default_factory=dict)
-  start: str = "network"     # "network" or "charge_flipping"
+  start: str = "network"     # "network", "charge_flipping" or "dual_space": where the kept start came from
+  start_detail: str = ""     # which start of its kind, and its score
 
   def show(self, out=sys.stdout):
     verdict = "SOLVED" if self.solved else "NOT SOLVED"
@@ -151,7 +152,7 @@ class Result:
     else:
       print("cctbx_p2a result: %s  (start: %s; the network took no part)"
             % (verdict, self.start.replace("_", " ")), file=out)
-      print("  sites: %d (%s); start CC=%.3f" % (self.n_sites, self.n_sites_source, self.hand_score),
+      print("  sites: %d (%s); start: %s" % (self.n_sites, self.n_sites_source, self.start_detail),
             file=out)
     print("  R1 = %.4f   CC(|Fo|,|Fc|) = %.4f   over %d reflections to %.2f A" % (
       self.r1, self.cc, self.f_obs.size(), self.f_obs.d_min()), file=out)
@@ -168,7 +169,7 @@ class Result:
     return {
       "solved": self.solved, "r1": self.r1, "cc": self.cc, "n_sites": self.n_sites,
       "n_sites_source": self.n_sites_source, "hand_score": self.hand_score,
-      "start": self.start, "model": self.model_name,
+      "start": self.start, "start_detail": self.start_detail, "model": self.model_name,
       "space_group_of_data": self.original_space_group,
       "space_group": str(self.xray_structure.space_group_info()),
       "unit_cell": list(self.xray_structure.unit_cell().parameters()),
@@ -197,21 +198,26 @@ def network_input(f_obs, model):
 
 # --- the phasing step -----------------------------------------------------------------
 
+# the PHIL scopes a solve reads: its own, the reflections', and the
+# conventional starts' (charge flipping and dual-space for crystals)
+SOLVE_SCOPES = ("solve", "reflections", "baselines")
+
+
 def default_params():
   from cctbx_p2a import phil
-  return phil.extract("solve", "reflections")
+  return phil.extract(*SOLVE_SCOPES)
 
 
 def solve(f_obs, params=None, model=None, log=None, **overrides):
   """Phase `f_obs` (a miller.array of amplitudes or intensities).
 
-  `params`: extracted PHIL of phil/solve.phil + phil/reflections.phil
-  (default_params()); keyword overrides use dotted names with '__' or plain
+  `params`: extracted PHIL of phil/solve.phil, reflections.phil and
+  baselines.phil (default_params()); keyword overrides use dotted names with '__' or plain
   dots in a dict, e.g. solve(f, **{"solve.composition": "C10"}).
   """
   from cctbx_p2a import model_files, phil
   if params is None:
-    params = phil.extract("solve", "reflections", **overrides)
+    params = phil.extract(*SOLVE_SCOPES, **overrides)
   elif overrides:
     raise Sorry("Give either params or keyword overrides, not both.")
   timings = {}
@@ -258,22 +264,28 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
       f_obs, model, params, n_from_composition, sites_of, notes, timings)
   else:
     notes.append("start: %s" % why)
-    starts, n_sites, n_source = crystal_starts(f_obs, params, n_from_composition, notes, timings)
+    n_sites, n_source = crystal_atom_count(f_obs, params, n_from_composition, notes)
+    starts = crystal_starts(f_obs, params, n_sites, finishing.most_common_element(sites_of), route,
+                            notes, timings)
     network_output = (None, None)
 
   t = time.time()
   a_lo, a_hi = model.domain.get("n_atoms", [0, 10 ** 6]) if route == "network" else (0, 10 ** 6)
   max_atoms = int(1.5 * (a_hi if route == "network" else n_sites))
   best = None
-  for rank, (xs, score) in enumerate(starts):
+  for rank, (xs, score, kind, what) in enumerate(starts):
     done = finishing.finish(xs, f_obs, params, n_sites, composition=sites_of,
                             count_known=n_from_composition is not None, max_atoms=max_atoms)
-    notes.append("start %d (score %.3f): %s; R1 %.3f" % (rank + 1, score, "; ".join(done.steps), done.r1))
-    if best is None or done.r1 < best[0].r1:
-      best = (done, score)
-    if finishing.explains_data(done.r1, done.cc, params):
+    explained = verdict(done.xray_structure, done.r1, done.cc, f_obs, params,
+                        checks_chemistry(params, route, model, done.xray_structure))[0]
+    notes.append("start %d (%s %.3f): %s; R1 %.3f%s" % (
+      rank + 1, what, score, "; ".join(done.steps), done.r1, ", explains the data" if explained else ""))
+    # the first start the verdict accepts ends the search; else the lowest R1
+    if best is None or (explained, -done.r1) > (best[2], -best[0].r1):
+      best = (done, score, explained, kind, "%s %.3f" % (what, score))
+    if explained:
       break
-  done, start_score = best
+  done, start_score, _, start_kind, start_detail = best
   xs, r1, cc, f_calc = done.xray_structure, done.r1, done.cc, done.f_calc
   if n_source != "composition":
     n_source = done.n_sites_source.replace("estimated", "estimated from the %s" % (
@@ -283,13 +295,7 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
                       % (xs.scatterers().size(), a_lo, a_hi))
   timings["refinement"] = time.time() - t
 
-  chemistry = params.success.chemistry_check
-  if chemistry == "auto":
-    # real chemistry is checked; the paper's isolated points (a model trained
-    # on them, and a structure without a single bond) are not
-    chemistry = (route != "network" or model_knows_bonds(model)
-                 or finishing.claims_bonds(xs))
-  explained, reasons = verdict(xs, r1, cc, f_obs, params, chemistry)
+  explained, reasons = verdict(xs, r1, cc, f_obs, params, checks_chemistry(params, route, model, xs))
   solved = explained and not warnings
   warnings = data_warnings + warnings
   for reason in reasons:
@@ -304,7 +310,8 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
     hand_score=start_score, model_name=model.name if route == "network" else "none",
     atom_map=atom_map, patterson_grid=patterson_grid,
     voxel=model.voxel, original_space_group=original_sg, notes=notes, warnings=warnings,
-    timings={k: round(v, 3) for k, v in timings.items()}, start=route)
+    timings={k: round(v, 3) for k, v in timings.items()}, start=start_kind,
+    start_detail=start_detail)
   if log is not None:
     result.show(out=log)
   return result
@@ -317,6 +324,16 @@ def model_knows_bonds(model):
   if synthetic.get("molecule_source", "points") == "molecules":
     return True
   return synthetic.get("min_distance", 0.0) < 2.0
+
+
+def checks_chemistry(params, route, model, xs):
+  """success.chemistry_check resolved: with auto, real chemistry is checked;
+  the paper's isolated points (a model trained on them, and a structure
+  without a single bond) are not."""
+  chemistry = str(params.success.chemistry_check)
+  if chemistry == "auto":
+    return route != "network" or model_knows_bonds(model) or finishing.claims_bonds(xs)
+  return chemistry == "True"  # a PHIL choice extracts as text: "False" must not count as true
 
 
 def verdict(xs, r1, cc, f_obs, params, chemistry=True):
@@ -353,7 +370,8 @@ def choose_start(f_obs, model, n_atoms, params):
   The network when the model's domain covers the data.  A packed crystal --
   a space group other than P1, or a cell too small for one isolated molecule
   -- is outside every shipped model, and with start=auto gets the
-  conventional start (charge flipping, smtbx) in its own space group: the
+  conventional starts in its own space group: charge flipping (smtbx), then,
+  while nothing is solved, dual-space trials (cctbx_p2a.dual_space).  The
   finishing is the same, and the log says the network took no part.
   solve.force only lets the network run outside its domain (start=network)."""
   problems = domain_problems(f_obs, model, n_atoms)
@@ -362,21 +380,24 @@ def choose_start(f_obs, model, n_atoms, params):
     return "network", "the network (start=network)", problems
   if choice == "charge_flipping":
     return "charge_flipping", "charge flipping (start=charge_flipping)", problems
+  if choice == "dual_space":
+    return "dual_space", "dual-space trials (start=dual_space)", problems
   crystal = [text for kind, text in problems if kind == "crystal"]
   if crystal:
     d_min = f_obs.d_min()
     caveat = "" if d_min <= 1.2 else (" -- at %.2f A, beyond the atomic resolution that direct "
                                       "methods need, expect no solution" % d_min)
-    return "charge_flipping", ("charge flipping in %s (smtbx); the network took no part: model %r "
-                               "knows isolated molecules only (%s)%s" % (
-                                 f_obs.space_group_info(), model.name, crystal[0], caveat)), problems
+    return "conventional", ("charge flipping (smtbx), then dual-space trials while nothing is solved, "
+                            "in %s; the network took no part: model %r knows isolated molecules "
+                            "only (%s)%s" % (f_obs.space_group_info(), model.name, crystal[0],
+                                             caveat)), problems
   return "network", "the network", problems
 
 
 def network_starts(f_obs, model, params, n_from_composition, sites_of, notes, timings):
   """Patterson -> atom map -> peaks -> inverse pairs -> the best hand choices.
-  Returns ([(P1 xray.structure, hand score), ...], n_sites, n_source,
-  (atom map, Patterson grid))."""
+  Returns ([(P1 xray.structure, hand score, "network", what it is), ...], n_sites,
+  n_source, (atom map, Patterson grid))."""
   t = time.time()
   x, d_cut = network_input(f_obs, model)
   if d_cut is not None:
@@ -406,19 +427,16 @@ def network_starts(f_obs, model, params, n_from_composition, sites_of, notes, ti
     exhaustive_limit=sp.exhaustive_limit, seed=params.solve.seed, n_best=sp.hand_candidates)
   notes.append("hand: scored %d choices of %d inverse pairs" % (n_scored, len(pairs)))
   starts = [(sites.structure_from_sites(chosen, f_obs.crystal_symmetry(), element_list[:len(chosen)]),
-             score) for chosen, score in candidates]
+             score, "network", "hand choice %d, score" % (i + 1)) for i, (chosen, score) in enumerate(candidates)]
   timings["sites"] = time.time() - t
   return starts, n_sites, n_source, (atom_map, x)
 
 
-def crystal_starts(f_obs, params, n_from_composition, notes, timings):
-  """Charge flipping (smtbx) in the data's space group; its map's highest
-  peaks are the start.  Without a composition the asymmetric unit is taken
-  to hold one non-H atom per solve.volume_per_atom A^3 (Kempster & Lipson:
-  about 18 for organic crystals), and difference maps settle the count.
-  Returns ([(xray.structure, CC of its peaks)], n_sites, n_source)."""
-  from cctbx_p2a import baselines
-  t = time.time()
+def crystal_atom_count(f_obs, params, n_from_composition, notes):
+  """(n_sites, source) for a crystal start.  Without a composition the
+  asymmetric unit is taken to hold one non-H atom per solve.volume_per_atom
+  A^3 (Kempster & Lipson: about 18 for organic crystals), and difference
+  maps settle the count."""
   volume = f_obs.unit_cell().volume() / f_obs.space_group().order_z()
   if n_from_composition is not None:
     n_sites, n_source = n_from_composition, "composition"
@@ -439,9 +457,36 @@ def crystal_starts(f_obs, params, n_from_composition, notes, timings):
     notes.append("atom count %d estimated from the cell volume (%.0f A^3 per asymmetric unit / %.0f "
                  "A^3 per non-H atom); give composition= to set it" % (
                    n_sites, volume, params.solve.volume_per_atom))
-  flipped = baselines.charge_flipping(f_obs, n_sites=n_sites, seed=params.solve.seed)
-  notes.append("charge flipping: %d start(s), %s; CC of its peaks %.3f" % (
-    flipped.n_trials, "a solution accepted" if flipped.phases is not None else "none accepted",
-    flipped.fom))
-  timings["charge_flipping"] = time.time() - t
-  return [(flipped.xray_structure, flipped.fom)], n_sites, n_source
+  return n_sites, n_source
+
+
+def crystal_starts(f_obs, params, n_sites, element, route, notes, timings):
+  """The conventional starts in the data's space group, made only when
+  asked for (the caller stops at the first solved one): charge flipping
+  (smtbx; its map's highest peaks), then the best dual-space trials round by
+  round (cctbx_p2a.dual_space) until baselines.dual_space.n_trials or
+  max_seconds.  Yields (xray.structure, score, kind of start, what it is)."""
+  from cctbx_p2a import baselines, dual_space
+  if route in ("conventional", "charge_flipping"):
+    t = time.time()
+    flipped = baselines.charge_flipping(f_obs, n_sites=n_sites, scattering_type=element,
+                                        seed=params.solve.seed, params=params.baselines)
+    notes.append("charge flipping: %d start(s), %s; CC of its peaks %.3f" % (
+      flipped.n_trials, "a solution accepted" if flipped.phases is not None else "none accepted",
+      flipped.fom))
+    timings["charge_flipping"] = time.time() - t
+    yield flipped.xray_structure, flipped.fom, "charge_flipping", "charge flipping, CC of its peaks"
+  if route in ("conventional", "dual_space"):
+    ds = params.baselines.dual_space
+    notes.append("dual-space trials: up to %d in %.0f s, the best %d of every %d finished" % (
+      ds.n_trials, ds.max_seconds, ds.finish_per_round, ds.trials_per_round))
+    t = time.time()
+    n_run = 0
+    for trial, n_run in dual_space.best_of_rounds(f_obs, n_sites, ds, element, params.solve.seed,
+                                                  min_distance=params.baselines.peak_search.min_distance):
+      timings["dual_space"] = timings.get("dual_space", 0.0) + time.time() - t
+      yield trial.xray_structure, trial.cc, "dual_space", "dual-space trial %d of %d, CC after site refinement" % (
+        trial.index + 1, n_run)
+      t = time.time()
+    timings["dual_space"] = timings.get("dual_space", 0.0) + time.time() - t
+    notes.append("dual-space: %d trials run" % n_run)

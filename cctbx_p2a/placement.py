@@ -189,8 +189,8 @@ class Placement:
 
 
 def default_params():
-  from cctbx_p2a import phil
-  return phil.extract("placement", "solve", "reflections")
+  from cctbx_p2a import phasing, phil
+  return phil.extract("placement", *phasing.SOLVE_SCOPES)
 
 
 OVERSAMPLED_PEAKS = 8   # translation peaks looked at per distinct one wanted: the permissible

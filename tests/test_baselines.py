@@ -181,7 +181,7 @@ def test_phil_defaults_and_result_show():
   assert p.charge_flipping.n_starts > 1 and p.tangent_formula.n_starts > 1
   p = params(**{"tangent_formula.n_starts": 7})
   assert p.tangent_formula.n_starts == 7
-  assert sorted(baselines.METHODS) == ["charge_flipping", "tangent_formula"]
+  assert sorted(baselines.METHODS) == ["charge_flipping", "dual_space", "tangent_formula"]
   xs, f_obs = easy_case(11, d_min=1.5)
   result = baselines.tangent_formula(f_obs, 10, seed=1, params=params(
     **{"tangent_formula.n_starts": 10}))

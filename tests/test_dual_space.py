@@ -1,0 +1,97 @@
+"""Dual-space recycling from random atoms (cctbx_p2a.dual_space): it solves
+an easy crystal on its own, its rounds stop where the PHIL says, and in
+p2a.solve it takes over where charge flipping stops."""
+import cctbx_p2a  # noqa: F401  (import order, see conftest)
+
+import os
+
+import numpy as np
+import pytest
+
+from cctbx_p2a import baselines, compare, dual_space, measured, phasing, phil
+from test_baselines import check_solution, easy_case
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MEASURED = os.path.join(REPO, "..", "shared", "data", "measured")
+
+
+def ds_params(**overrides):
+  return phil.extract("baselines", **{"baselines.dual_space." + k: v for k, v in overrides.items()}).baselines
+
+
+def test_solves_an_easy_centrosymmetric_crystal():
+  xs, f_obs = easy_case(3, d_min=1.0, n_atoms=8, space_group="P21/c", unit_cell=(9, 10, 11, 90, 100, 90))
+  result = dual_space.dual_space(f_obs, 8, seed=0, params=ds_params(n_trials=20, trials_per_round=10))
+  check_solution(result, xs, f_obs, "dual_space")
+  assert result.n_trials == 20 and "CC" in result.notes[0]
+
+
+def test_tiny_data_give_a_map_and_no_crash():
+  """17 reflections to 3 A: fewer strong E's than a map needs are topped up
+  with the largest; cctbx's quasi-normalisation fails on such data."""
+  _, f_obs = easy_case(1, d_min=3.0, n_atoms=4, space_group="P-1", unit_cell=(5, 6, 7, 90, 90, 90))
+  e, strong = dual_space.strong_normalised(f_obs, 1.2)
+  assert f_obs.size() == e.size() == strong.size() == 17
+  result = dual_space.dual_space(f_obs, 4, params=ds_params(n_trials=2, cycles=3))
+  assert result.xray_structure.scatterers().size() == 4
+
+
+def test_normalised_amplitudes_average_one_in_every_shell():
+  _, f_obs = easy_case(2, d_min=0.9, n_atoms=10, space_group="P21/c", unit_cell=(9, 10, 11, 90, 100, 90))
+  e = dual_space.normalised(f_obs).data().as_numpy_array()
+  s = f_obs.d_star_sq().data().as_numpy_array()
+  for half in (s < np.median(s), s >= np.median(s)):
+    assert 0.85 < np.mean(e[half] ** 2) < 1.15
+
+
+def test_same_seed_same_trials_and_another_seed_others():
+  _, f_obs = easy_case(4, d_min=1.2, n_atoms=6, space_group="P-1", unit_cell=(7, 8, 9, 80, 85, 95))
+  p = ds_params(cycles=5).dual_space
+  first = [next(dual_space.trials(f_obs, 6, p, seed=s)) for s in (1, 1, 2)]
+  assert list(first[0].xray_structure.sites_frac()) == list(first[1].xray_structure.sites_frac())
+  assert list(first[0].xray_structure.sites_frac()) != list(first[2].xray_structure.sites_frac())
+
+
+def test_rounds_yield_the_best_of_each_and_stop_at_the_limits():
+  _, f_obs = easy_case(5, d_min=1.5, n_atoms=5, space_group="P-1", unit_cell=(7, 8, 9, 80, 85, 95))
+  p = ds_params(cycles=3, n_trials=7, trials_per_round=3, finish_per_round=2, nproc=1).dual_space
+  got = list(dual_space.best_of_rounds(f_obs, 5, p))
+  # rounds of 3, 3 and 1 trials; two from each full round, one from the last
+  assert [n for _, n in got] == [3, 3, 6, 6, 7]
+  assert got[0][0].cc >= got[1][0].cc and got[2][0].cc >= got[3][0].cc
+  # a clock past max_seconds after the first trial: one trial, then stop
+  ticks = iter([0.0, 0.0] + [1000.0] * 10)
+  p = ds_params(cycles=3, n_trials=50, max_seconds=10, nproc=1).dual_space
+  got = list(dual_space.best_of_rounds(f_obs, 5, p, clock=lambda: next(ticks)))
+  assert [n for _, n in got] == [1]
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(MEASURED, "ylid_p212121")),
+                    reason="shared/data/measured is not beside this checkout")
+def test_solves_measured_data_cut_to_1p2_where_charge_flipping_fails():
+  """The sulfur ylid (P2_12_12_1) cut to 1.2 A: charge flipping's start
+  does not refine to a solution, the dual-space trials that follow do."""
+  s = next(x for x in measured.find_sets(MEASURED) if x.name == "ylid_p212121")
+  observed, reference = measured.load(s)
+  f_obs = observed.f_obs.resolution_filter(d_min=1.2)
+  params = phasing.default_params()
+  params.solve.composition = compare.composition_of(reference)
+  result = phasing.solve(f_obs, params=params)
+  assert result.solved and result.start == "dual_space", result.notes
+  assert result.as_json_dict()["start"] == "dual_space"
+  assert "dual-space trial" in result.start_detail
+  score = baselines.score_against_reference(reference, result.xray_structure)
+  assert score["n_matched"] >= 0.9 * score["n_reference"], score
+  assert str(result.xray_structure.space_group_info()) == "P 21 21 21"
+  # charge flipping alone (start=charge_flipping) does not solve it
+  params.solve.start = "charge_flipping"
+  assert not phasing.solve(f_obs, params=params).solved
+
+
+def test_trials_do_not_depend_on_the_number_of_processes():
+  _, f_obs = easy_case(6, d_min=1.5, n_atoms=5, space_group="P21/c", unit_cell=(7, 8, 9, 90, 95, 90))
+  got = {}
+  for nproc in (1, 2):
+    p = ds_params(cycles=4, n_trials=6, trials_per_round=6, finish_per_round=6, nproc=nproc).dual_space
+    got[nproc] = [(t.index, round(t.cc, 6)) for t, _ in dual_space.best_of_rounds(f_obs, 5, p, seed=3)]
+  assert got[1] == got[2] and len(got[1]) == 6
