@@ -76,32 +76,73 @@ def strong_normalised(f_obs, e_min, min_strong=20):
   return e, e.select(flex.size_t(sorted(largest.tolist())))
 
 
-def one_trial(f_obs, strong, n_sites, rng, params, scattering_type="C", min_distance=1.0):
+class EMap(object):
+  """The E-map of the strong reflections phased by a set of equal point
+  atoms, with everything that stays the same from cycle to cycle computed
+  once: h.R and exp(2 pi i h.t) of every symmetry operation, the map's
+  gridding and its symmetry tags.
+
+  Why: equal atoms of one element share one positive form factor, so the
+  phases are those of sum_j sum_ops exp(2 pi i h.(R x_j + t)): numpy computes
+  them in one product.  cctbx's direct summation and fft_map().peak_search()
+  are exact but rebuild the symmetry tags and time themselves on every call,
+  which took half of a trial's time (profiled: 10 sucrose trials at 1.2 A,
+  2.6 s, of which 0.6 s in timers and 0.5 s in tags)."""
+
+  def __init__(self, strong, resolution_factor, min_distance):
+    from cctbx import maptbx
+    h = np.array(strong.indices(), dtype=float).reshape(-1, 3)
+    ops = strong.space_group().all_ops()
+    self.h_r = np.stack([h @ np.array(op.r().as_double()).reshape(3, 3) for op in ops])
+    self.shift = np.stack([np.exp(2j * np.pi * (h @ np.array(op.t().as_double()))) for op in ops])
+    self.strong = strong
+    self.amplitudes = strong.data().as_numpy_array()
+    self.gridding = strong.crystal_gridding(resolution_factor=resolution_factor,
+                                            symmetry_flags=maptbx.use_space_group_symmetry).tags()
+    self.min_distance = min_distance
+
+  def phases(self, sites_frac):
+    """Phases (radians) of the strong reflections from equal atoms at sites_frac."""
+    f = (np.exp(2j * np.pi * (self.h_r @ np.asarray(sites_frac).T)).sum(axis=2) * self.shift).sum(axis=0)
+    return np.angle(f)
+
+  def peaks(self, sites_frac, n_peaks):
+    """Fractional sites of the n_peaks highest peaks of the E-map phased by
+    sites_frac (symmetry copies merged)."""
+    from cctbx import maptbx, miller
+    from cctbx.array_family import flex
+    coefficients = self.strong.customized_copy(
+      data=flex.complex_double(self.amplitudes * np.exp(1j * self.phases(sites_frac))))
+    fft_map = miller.fft_map(crystal_gridding=self.gridding, fourier_coefficients=coefficients)
+    peaks = self.gridding.peak_search(
+      maptbx.peak_search_parameters(peak_search_level=1, interpolate=True,
+                                    min_distance_sym_equiv=self.min_distance, max_clusters=n_peaks),
+      fft_map.real_map(direct_access=False), verify_symmetry=False).all(max_clusters=n_peaks)
+    return np.array(peaks.sites()).reshape(-1, 3)
+
+
+def one_trial(f_obs, e_map, n_sites, rng, params, scattering_type="C"):
   """Random sites recycled through E-maps (module docstring).  Returns the
   final n_sites peaks as an xray.structure, not yet refined."""
   from cctbx_p2a import finishing
-  cs = f_obs.crystal_symmetry()
   sites = rng.uniform(0, 1, (n_sites, 3))
   for cycle in range(params.cycles):
-    xs = finishing.structure_of_sites(cs, sites, "C")
-    f_calc = strong.structure_factors_from_scatterers(xs, algorithm="direct").f_calc()
-    peaks = finishing.peak_sites(strong.phase_transfer(f_calc), n_sites, min_distance,
-                                 params.resolution_factor)
+    peaks = e_map.peaks(sites, n_sites)
     if len(peaks) == 0:
       peaks = rng.uniform(0, 1, (n_sites, 3))
     last = cycle == params.cycles - 1
     sites = peaks if last else peaks[rng.random(len(peaks)) >= params.omit_fraction]
     if len(sites) == 0:
       sites = peaks
-  return finishing.structure_of_sites(cs, sites, scattering_type)
+  return finishing.structure_of_sites(f_obs.crystal_symmetry(), sites, scattering_type)
 
 
-def run_trial(f_obs, strong, n_sites, params, scattering_type, seed, index, min_distance=1.0):
+def run_trial(f_obs, e_map, n_sites, params, scattering_type, seed, index):
   """Trial number `index`: its random numbers come from (seed, index) alone,
   so a trial is the same whichever process runs it."""
   from cctbx_p2a import finishing
   rng = np.random.default_rng([int(seed), 53, int(index)])
-  xs = one_trial(f_obs, strong, n_sites, rng, params, scattering_type, min_distance)
+  xs = one_trial(f_obs, e_map, n_sites, rng, params, scattering_type)
   finishing.refine(xs, f_obs, cycles=1, max_iterations=params.refine_iterations, refine_u_iso=False)
   r1, cc = finishing.r1_and_cc(f_obs, xs)[:2]
   return Trial(xray_structure=xs, r1=r1, cc=cc, index=index)
@@ -110,10 +151,10 @@ def run_trial(f_obs, strong, n_sites, params, scattering_type, seed, index, min_
 def trials(f_obs, n_sites, params, scattering_type="C", seed=0, min_distance=1.0):
   """Dual-space trials 0, 1, 2, ... one after another, each refined briefly
   and scored (Trial), for ever: the caller decides when to stop."""
-  _, strong = strong_normalised(f_obs, params.e_min)
+  e_map = EMap(strong_normalised(f_obs, params.e_min)[1], params.resolution_factor, min_distance)
   index = 0
   while True:
-    yield run_trial(f_obs, strong, n_sites, params, scattering_type, seed, index, min_distance)
+    yield run_trial(f_obs, e_map, n_sites, params, scattering_type, seed, index)
     index += 1
 
 
@@ -137,8 +178,7 @@ def _worker_init(*args):
 
 
 def _worker_trial(index):
-  f_obs, strong, n_sites, params, scattering_type, seed, min_distance = _WORKER["args"]
-  return run_trial(f_obs, strong, n_sites, params, scattering_type, seed, index, min_distance)
+  return run_trial(*_WORKER["args"], index=index)
 
 
 def best_of_rounds(f_obs, n_sites, params, scattering_type="C", seed=0, min_distance=1.0,
@@ -150,13 +190,13 @@ def best_of_rounds(f_obs, n_sites, params, scattering_type="C", seed=0, min_dist
   and stops early when one is solved."""
   import multiprocessing
   t0 = clock()
-  _, strong = strong_normalised(f_obs, params.e_min)
+  e_map = EMap(strong_normalised(f_obs, params.e_min)[1], params.resolution_factor, min_distance)
   nproc = n_processes(params.nproc)
   pool = None
   if nproc > 1:
     pool = multiprocessing.get_context("fork").Pool(
       nproc, initializer=_worker_init,
-      initargs=(f_obs, strong, n_sites, params, scattering_type, seed, min_distance))
+      initargs=(f_obs, e_map, n_sites, params, scattering_type, seed))
   try:
     done = 0
     while done < params.n_trials and clock() - t0 < params.max_seconds:
@@ -167,8 +207,7 @@ def best_of_rounds(f_obs, n_sites, params, scattering_type="C", seed=0, min_dist
       else:
         this_round = []
         for index in indices:
-          this_round.append(run_trial(f_obs, strong, n_sites, params, scattering_type, seed, index,
-                                      min_distance))
+          this_round.append(run_trial(f_obs, e_map, n_sites, params, scattering_type, seed, index))
           done += 1
           if clock() - t0 >= params.max_seconds:
             break

@@ -272,19 +272,24 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
   t = time.time()
   a_lo, a_hi = model.domain.get("n_atoms", [0, 10 ** 6]) if route == "network" else (0, 10 ** 6)
   max_atoms = int(1.5 * (a_hi if route == "network" else n_sites))
-  best = None
+  best, n_listed, n_finished = None, 5, 0
   for rank, (xs, score, kind, what) in enumerate(starts):
     done = finishing.finish(xs, f_obs, params, n_sites, composition=sites_of,
                             count_known=n_from_composition is not None, max_atoms=max_atoms)
     explained = verdict(done.xray_structure, done.r1, done.cc, f_obs, params,
                         checks_chemistry(params, route, model, done.xray_structure))[0]
-    notes.append("start %d (%s %.3f): %s; R1 %.3f%s" % (
-      rank + 1, what, score, "; ".join(done.steps), done.r1, ", explains the data" if explained else ""))
+    n_finished = rank + 1
+    if rank < n_listed or explained:  # hundreds of dual-space starts would flood the log
+      notes.append("start %d (%s %.3f): %s; R1 %.3f%s" % (
+        rank + 1, what, score, "; ".join(done.steps), done.r1, ", explains the data" if explained else ""))
     # the first start the verdict accepts ends the search; else the lowest R1
     if best is None or (explained, -done.r1) > (best[2], -best[0].r1):
       best = (done, score, explained, kind, "%s %.3f" % (what, score))
     if explained:
       break
+  if n_finished > n_listed:
+    notes.append("%d starts finished in all (the first %d listed above); the kept one: %s, R1 %.3f"
+                 % (n_finished, n_listed, best[4], best[0].r1))
   done, start_score, _, start_kind, start_detail = best
   xs, r1, cc, f_calc = done.xray_structure, done.r1, done.cc, done.f_calc
   if n_source != "composition":

@@ -33,7 +33,7 @@ def test_tiny_data_give_a_map_and_no_crash():
   e, strong = dual_space.strong_normalised(f_obs, 1.2)
   assert f_obs.size() == e.size() == strong.size() == 17
   result = dual_space.dual_space(f_obs, 4, params=ds_params(n_trials=2, cycles=3))
-  assert result.xray_structure.scatterers().size() == 4
+  assert 1 <= result.xray_structure.scatterers().size() <= 4
 
 
 def test_normalised_amplitudes_average_one_in_every_shell():
@@ -95,3 +95,22 @@ def test_trials_do_not_depend_on_the_number_of_processes():
     p = ds_params(cycles=4, n_trials=6, trials_per_round=6, finish_per_round=6, nproc=nproc).dual_space
     got[nproc] = [(t.index, round(t.cc, 6)) for t, _ in dual_space.best_of_rounds(f_obs, 5, p, seed=3)]
   assert got[1] == got[2] and len(got[1]) == 6
+
+
+@pytest.mark.parametrize("space_group", ["P212121", "C2/c", "R-3c:H"])
+def test_e_map_phases_are_those_of_cctbx_structure_factors(space_group):
+  """The numpy phases of equal atoms (EMap.phases) agree with cctbx's direct
+  summation, lattice centring and screw/glide translations included."""
+  cells = {"P212121": (7, 9, 11, 90, 90, 90), "C2/c": (15, 8, 12, 90, 105, 90),
+           "R-3c:H": (10, 10, 25, 90, 90, 120)}
+  xs, f_obs = easy_case(7, d_min=1.5, n_atoms=4, space_group=space_group, unit_cell=cells[space_group])
+  e_map = dual_space.EMap(f_obs, resolution_factor=0.3, min_distance=1.0)
+  f_calc = f_obs.structure_factors_from_scatterers(xs, algorithm="direct").f_calc()
+  strong = np.abs(f_calc.data().as_numpy_array()) > 0.1 * f_obs.data().as_numpy_array().max()
+  phase = np.angle(f_calc.data().as_numpy_array())
+  diff = np.angle(np.exp(1j * (e_map.phases(np.array(xs.sites_frac())) - phase)))
+  assert strong.sum() > 20 and np.abs(diff[strong]).max() < 1e-6
+  peaks = e_map.peaks(np.array(xs.sites_frac()), 4)  # the map of true phases peaks at the atoms
+  from cctbx_p2a import finishing
+  found = finishing.structure_of_sites(f_obs.crystal_symmetry(), peaks)
+  assert baselines.score_against_reference(xs, found)["solved"]
