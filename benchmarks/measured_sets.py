@@ -4,7 +4,7 @@
         [--methods p2a,p2a_untrained,charge_flipping,tangent_formula] [--json out.json]
         [--sets thpp,ylid] [name=value ...]
 
-name=value: p2a's PHIL, e.g. baselines.dual_space.nproc=1 (one process per
+name=value: p2a's PHIL, e.g. baselines.dual_space.processes=1 (one process per
 solve, to run two benchmark processes side by side on two cores).
 
 FOLDER defaults to ../shared/data/measured beside the repository; cctbx's own

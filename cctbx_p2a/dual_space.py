@@ -8,7 +8,7 @@ few, and many cheap random trials make up for a low success rate per trial
 (about 1-3 % on the sets cut to 1.2 A, measured in docs/crystals.md).
 
 One trial, in the data's space group:
-  random sites -> repeat `cycles` times:
+  random sites -> repeat `cycles_per_trial` times:
     phases of the strong E's (E >= e_min) from the sites
     -> E-map -> its highest n_sites peaks (symmetry copies merged)
     -> a random `omit_fraction` of them left out of the next phasing
@@ -121,28 +121,34 @@ class EMap(object):
     return np.array(peaks.sites()).reshape(-1, 3)
 
 
-def one_trial(f_obs, e_map, n_sites, rng, params, scattering_type="C"):
+def one_trial(f_obs, e_map, n_sites, rng, params, scattering_type="C", deadline=None):
   """Random sites recycled through E-maps (module docstring).  Returns the
-  final n_sites peaks as an xray.structure, not yet refined."""
+  final n_sites peaks as an xray.structure, not yet refined; None when the
+  wall clock passes `deadline` first (a trial of hundreds of atoms -- a large
+  cell without a composition -- can take minutes)."""
   from cctbx_p2a import finishing
   sites = rng.uniform(0, 1, (n_sites, 3))
-  for cycle in range(params.cycles):
+  for cycle in range(params.cycles_per_trial):
+    if deadline is not None and time.time() > deadline:
+      return None
     peaks = e_map.peaks(sites, n_sites)
     if len(peaks) == 0:
       peaks = rng.uniform(0, 1, (n_sites, 3))
-    last = cycle == params.cycles - 1
+    last = cycle == params.cycles_per_trial - 1
     sites = peaks if last else peaks[rng.random(len(peaks)) >= params.omit_fraction]
     if len(sites) == 0:
       sites = peaks
   return finishing.structure_of_sites(f_obs.crystal_symmetry(), sites, scattering_type)
 
 
-def run_trial(f_obs, e_map, n_sites, params, scattering_type, seed, index):
+def run_trial(f_obs, e_map, n_sites, params, scattering_type, seed, index, deadline=None):
   """Trial number `index`: its random numbers come from (seed, index) alone,
-  so a trial is the same whichever process runs it."""
+  so a trial is the same whichever process runs it.  None past `deadline`."""
   from cctbx_p2a import finishing
   rng = np.random.default_rng([int(seed), 53, int(index)])
-  xs = one_trial(f_obs, e_map, n_sites, rng, params, scattering_type)
+  xs = one_trial(f_obs, e_map, n_sites, rng, params, scattering_type, deadline)
+  if xs is None:
+    return None
   finishing.refine(xs, f_obs, cycles=1, max_iterations=params.refine_iterations, refine_u_iso=False)
   r1, cc = finishing.r1_and_cc(f_obs, xs)[:2]
   return Trial(xray_structure=xs, r1=r1, cc=cc, index=index)
@@ -178,40 +184,47 @@ def _worker_init(*args):
 
 
 def _worker_trial(index):
-  return run_trial(*_WORKER["args"], index=index)
+  return run_trial(*_WORKER["args"][:-1], index=index, deadline=_WORKER["args"][-1])
 
 
 def best_of_rounds(f_obs, n_sites, params, scattering_type="C", seed=0, min_distance=1.0,
                    clock=time.time):
-  """The trials in rounds of params.trials_per_round (on params.nproc
+  """The trials in rounds of params.trials_per_round (on params.processes
   processes); after each round its params.finish_per_round best (highest
   CC) are yielded as (Trial, trials run so far), until params.n_trials trials
-  or params.max_seconds have been spent.  The caller finishes each candidate
-  and stops early when one is solved."""
+  or params.max_seconds have been spent, the caller's time in between
+  included.  The caller finishes each candidate and stops early when one is
+  solved."""
   import multiprocessing
   t0 = clock()
+  deadline = time.time() + params.max_seconds  # the wall clock, read inside trials too
   e_map = EMap(strong_normalised(f_obs, params.e_min)[1], params.resolution_factor, min_distance)
-  nproc = n_processes(params.nproc)
+  nproc = n_processes(params.processes)
   pool = None
   if nproc > 1:
     pool = multiprocessing.get_context("fork").Pool(
       nproc, initializer=_worker_init,
-      initargs=(f_obs, e_map, n_sites, params, scattering_type, seed))
+      initargs=(f_obs, e_map, n_sites, params, scattering_type, seed, deadline))
   try:
     done = 0
     while done < params.n_trials and clock() - t0 < params.max_seconds:
       indices = range(done, done + min(params.trials_per_round, params.n_trials - done))
       if pool is not None:  # a round at a time: the clock is read between rounds
         this_round = pool.map(_worker_trial, indices, chunksize=max(1, len(indices) // (4 * nproc)))
-        done += len(this_round)
       else:
         this_round = []
         for index in indices:
-          this_round.append(run_trial(f_obs, e_map, n_sites, params, scattering_type, seed, index))
-          done += 1
+          this_round.append(run_trial(f_obs, e_map, n_sites, params, scattering_type, seed, index,
+                                      deadline))
           if clock() - t0 >= params.max_seconds:
             break
+      this_round = [t for t in this_round if t is not None]  # trials cut off by the deadline
+      if not this_round:
+        break
+      done += len(this_round)
       for trial in sorted(this_round, key=lambda t: -t.cc)[:params.finish_per_round]:
+        if time.time() > deadline:  # the caller's finishing counts too (minutes for 500 atoms)
+          return
         yield trial, done
   finally:
     if pool is not None:
@@ -232,6 +245,12 @@ def dual_space(f_obs, n_sites, scattering_type="C", seed=0, params=None):
                                      min_distance=bp.peak_search.min_distance):
     if best is None or trial.cc > best.cc:
       best = trial
+  if best is None:
+    from cctbx import xray
+    return baselines.PhasingResult(
+      "dual_space", xray.structure(crystal_symmetry=f.crystal_symmetry()), n_trials=0,
+      time_s=time.time() - t0,
+      notes=["no trial finished within max_seconds=%.0f" % p.max_seconds])
   xs = best.xray_structure
   cc = baselines.amplitude_correlation(xs, f)
   fc = f.structure_factors_from_scatterers(xs, algorithm="fft").f_calc()

@@ -490,7 +490,7 @@ def crystal_starts(f_obs, params, n_sites, element, route, notes, timings):
     for trial, n_run in dual_space.best_of_rounds(f_obs, n_sites, ds, element, params.solve.seed,
                                                   min_distance=params.baselines.peak_search.min_distance):
       timings["dual_space"] = timings.get("dual_space", 0.0) + time.time() - t
-      yield trial.xray_structure, trial.cc, "dual_space", "dual-space trial %d of %d, CC after site refinement" % (
+      yield trial.xray_structure, trial.cc, "dual_space", "dual-space trial %d (%d run), CC after site refinement" % (
         trial.index + 1, n_run)
       t = time.time()
     timings["dual_space"] = timings.get("dual_space", 0.0) + time.time() - t

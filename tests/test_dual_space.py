@@ -32,7 +32,7 @@ def test_tiny_data_give_a_map_and_no_crash():
   _, f_obs = easy_case(1, d_min=3.0, n_atoms=4, space_group="P-1", unit_cell=(5, 6, 7, 90, 90, 90))
   e, strong = dual_space.strong_normalised(f_obs, 1.2)
   assert f_obs.size() == e.size() == strong.size() == 17
-  result = dual_space.dual_space(f_obs, 4, params=ds_params(n_trials=2, cycles=3))
+  result = dual_space.dual_space(f_obs, 4, params=ds_params(n_trials=2, cycles_per_trial=3))
   assert 1 <= result.xray_structure.scatterers().size() <= 4
 
 
@@ -46,7 +46,7 @@ def test_normalised_amplitudes_average_one_in_every_shell():
 
 def test_same_seed_same_trials_and_another_seed_others():
   _, f_obs = easy_case(4, d_min=1.2, n_atoms=6, space_group="P-1", unit_cell=(7, 8, 9, 80, 85, 95))
-  p = ds_params(cycles=5).dual_space
+  p = ds_params(cycles_per_trial=5).dual_space
   first = [next(dual_space.trials(f_obs, 6, p, seed=s)) for s in (1, 1, 2)]
   assert list(first[0].xray_structure.sites_frac()) == list(first[1].xray_structure.sites_frac())
   assert list(first[0].xray_structure.sites_frac()) != list(first[2].xray_structure.sites_frac())
@@ -54,14 +54,14 @@ def test_same_seed_same_trials_and_another_seed_others():
 
 def test_rounds_yield_the_best_of_each_and_stop_at_the_limits():
   _, f_obs = easy_case(5, d_min=1.5, n_atoms=5, space_group="P-1", unit_cell=(7, 8, 9, 80, 85, 95))
-  p = ds_params(cycles=3, n_trials=7, trials_per_round=3, finish_per_round=2, nproc=1).dual_space
+  p = ds_params(cycles_per_trial=3, n_trials=7, trials_per_round=3, finish_per_round=2, processes=1).dual_space
   got = list(dual_space.best_of_rounds(f_obs, 5, p))
   # rounds of 3, 3 and 1 trials; two from each full round, one from the last
   assert [n for _, n in got] == [3, 3, 6, 6, 7]
   assert got[0][0].cc >= got[1][0].cc and got[2][0].cc >= got[3][0].cc
   # a clock past max_seconds after the first trial: one trial, then stop
   ticks = iter([0.0, 0.0] + [1000.0] * 10)
-  p = ds_params(cycles=3, n_trials=50, max_seconds=10, nproc=1).dual_space
+  p = ds_params(cycles_per_trial=3, n_trials=50, max_seconds=10, processes=1).dual_space
   got = list(dual_space.best_of_rounds(f_obs, 5, p, clock=lambda: next(ticks)))
   assert [n for _, n in got] == [1]
 
@@ -92,7 +92,7 @@ def test_trials_do_not_depend_on_the_number_of_processes():
   _, f_obs = easy_case(6, d_min=1.5, n_atoms=5, space_group="P21/c", unit_cell=(7, 8, 9, 90, 95, 90))
   got = {}
   for nproc in (1, 2):
-    p = ds_params(cycles=4, n_trials=6, trials_per_round=6, finish_per_round=6, nproc=nproc).dual_space
+    p = ds_params(cycles_per_trial=4, n_trials=6, trials_per_round=6, finish_per_round=6, processes=nproc).dual_space
     got[nproc] = [(t.index, round(t.cc, 6)) for t, _ in dual_space.best_of_rounds(f_obs, 5, p, seed=3)]
   assert got[1] == got[2] and len(got[1]) == 6
 
@@ -114,3 +114,18 @@ def test_e_map_phases_are_those_of_cctbx_structure_factors(space_group):
   from cctbx_p2a import finishing
   found = finishing.structure_of_sites(f_obs.crystal_symmetry(), peaks)
   assert baselines.score_against_reference(xs, found)["solved"]
+
+
+def test_a_trial_stops_at_the_deadline():
+  """Hundreds of atoms (a large cell without a composition) make one trial
+  take minutes: trials check the wall clock every cycle."""
+  import time
+  _, f_obs = easy_case(8, d_min=1.5, n_atoms=6, space_group="P21/c", unit_cell=(9, 10, 11, 90, 95, 90))
+  p = ds_params(cycles_per_trial=1000, processes=1).dual_space
+  e_map = dual_space.EMap(dual_space.strong_normalised(f_obs, 1.2)[1], 0.3, 1.0)
+  t0 = time.time()
+  assert dual_space.run_trial(f_obs, e_map, 6, p, "C", 0, 0, deadline=t0 + 0.5) is None
+  assert time.time() - t0 < 5
+  result = dual_space.dual_space(f_obs, 6, params=ds_params(cycles_per_trial=1000, max_seconds=0.5))
+  assert result.n_trials == 0 and result.xray_structure.scatterers().size() == 0
+  assert "no trial finished" in result.notes[0]

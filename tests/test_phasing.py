@@ -97,9 +97,10 @@ def test_too_small_cell_for_the_network(tmp_cwd):
   result = run(solve, ["small.mtz", "start=network", "force=True", "output.prefix=forced"])
   assert not result.solved and result.warnings
   assert any("OUTSIDE THE MODEL'S DOMAIN" in w for w in json.load(open("forced.json"))["warnings"])
-  result = run(solve, ["small.mtz", "output.prefix=auto_route"])
+  result = run(solve, ["small.mtz", "output.prefix=auto_route", "baselines.dual_space.max_seconds=10"])
   summary = json.load(open("auto_route.json"))
-  assert result.start == summary["start"] == "charge_flipping" and summary["model"] == "none"
+  assert result.start == summary["start"] and summary["model"] == "none"
+  assert summary["start"] in ("charge_flipping", "dual_space"), summary["start"]
   assert any("the network took no part" in n for n in summary["notes"])
 
 
