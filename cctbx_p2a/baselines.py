@@ -12,7 +12,7 @@ ever sees the answer:
                     here on top of cctbx.dmtbx.triplet_generator since cctbx
                     ships only the building blocks
   dual_space        dual-space recycling from random atoms, after SHELXD
-                    (cctbx_p2a.dual_space); the lowest-R1 trial is kept
+                    (cctbx_p2a.dual_space); the highest-CC trial is kept
 
 All return a PhasingResult; score_against_reference() is the yardstick for
 all methods, the network included (emma: origin shifts and hand allowed).

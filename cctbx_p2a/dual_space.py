@@ -154,16 +154,6 @@ def run_trial(f_obs, e_map, n_sites, params, scattering_type, seed, index, deadl
   return Trial(xray_structure=xs, r1=r1, cc=cc, index=index)
 
 
-def trials(f_obs, n_sites, params, scattering_type="C", seed=0, min_distance=1.0):
-  """Dual-space trials 0, 1, 2, ... one after another, each refined briefly
-  and scored (Trial), for ever: the caller decides when to stop."""
-  e_map = EMap(strong_normalised(f_obs, params.e_min)[1], params.resolution_factor, min_distance)
-  index = 0
-  while True:
-    yield run_trial(f_obs, e_map, n_sites, params, scattering_type, seed, index)
-    index += 1
-
-
 def n_processes(nproc):
   """nproc, or (0) every core this process may use; 1 inside a daemonic
   worker (p2a.compare's pool), which may not start processes of its own."""
