@@ -2,7 +2,7 @@
 
     python benchmarks/measured_sets.py [--folder FOLDER] [--cuts native,1.2,1.5,2.0]
         [--methods p2a,p2a_untrained,charge_flipping,tangent_formula] [--json out.json]
-        [--sets thpp,ylid] [name=value ...]
+        [--sets thpp,ylid] [--seed 7] [name=value ...]
 
 name=value: p2a's PHIL, e.g. baselines.dual_space.processes=1 (one process per
 solve, to run two benchmark processes side by side on two cores).
@@ -28,6 +28,7 @@ def main():
   ap.add_argument("--methods", default="p2a,p2a_untrained,charge_flipping,tangent_formula")
   ap.add_argument("--json", default=None)
   ap.add_argument("--sets", default=None, help="comma-separated parts of set names (default: all)")
+  ap.add_argument("--seed", type=int, default=7, help="solve.seed of every solve (default 7)")
   ap.add_argument("phil", nargs="*", help="p2a PHIL overrides name=value")
   args = ap.parse_args()
   sets = [s for s in [measured.thpp_set()] if s] + measured.find_sets(args.folder)
@@ -36,7 +37,7 @@ def main():
   methods = args.methods.split(",")
   params = phil.apply_overrides(phil.master_phil(*phasing.SOLVE_SCOPES), None,
                                 dict(a.split("=", 1) for a in args.phil))
-  rows = measured.run(sets, cuts=args.cuts.split(","), methods=methods, log=sys.stderr,
+  rows = measured.run(sets, cuts=args.cuts.split(","), methods=methods, seed=args.seed, log=sys.stderr,
                       solve_params=params)
   print(measured.format_table(rows, methods))
   if args.json:

@@ -44,6 +44,13 @@ def explains_data(r1, cc, params):
   return r1 <= params.success.r1_max and cc >= params.success.cc_min
 
 
+def enough_data(f_obs, n_atoms, params):
+  """Whether there are success.min_data_per_parameter unique reflections per
+  refined parameter (x, y, z, U_iso per atom): below it R1 cannot tell a
+  right structure from a wrong one refined into the data."""
+  return f_obs.size() >= params.success.min_data_per_parameter * 4 * n_atoms
+
+
 def nearest_neighbours(xray_structure, cutoff=3.5):
   """For each atom, (distance to its nearest neighbour, that neighbour's
   index), symmetry copies included; (inf, None) when none is within cutoff."""
@@ -193,15 +200,24 @@ def fit_overall_u_iso(xray_structure, f_obs, target, lo=0.002, hi=0.15, steps=12
   return 0.5 * (a + b)
 
 
-def complete(xray_structure, f_obs, n_wanted, element="C", min_distance=1.2):
+def complete(xray_structure, f_obs, n_wanted, element="C", min_distance=1.2, avoid=None,
+             avoid_distance=0.7, difference=False):
   """Add the strongest peaks of the F_obs map phased by the current model,
-  away from existing atoms, until n_wanted atoms are present."""
+  away from existing atoms, until n_wanted atoms are present.  avoid: an
+  xray.structure of sites already rejected (their peaks are skipped).
+  difference: peaks of the F_obs - k|F_calc| map instead, where an atom
+  missing beside a present one (1.3 A apart at 1.2 A: a shoulder, not a
+  peak, of the F_obs map) stands out."""
   from cctbx import maptbx, xray
   n_missing = n_wanted - xray_structure.scatterers().size()
   if n_missing <= 0:
     return xray_structure, 0
   f_calc = f_obs.structure_factors_from_scatterers(xray_structure, algorithm="direct").f_calc()
   coeffs = f_obs.phase_transfer(f_calc)
+  if difference:
+    fc = abs(f_calc).data()
+    k = best_scale(f_obs.data().as_numpy_array(), fc.as_numpy_array())
+    coeffs = f_obs.customized_copy(data=f_obs.data() - k * fc, sigmas=None).phase_transfer(f_calc)
   fft_map = coeffs.fft_map(resolution_factor=0.25,
                            symmetry_flags=maptbx.use_space_group_symmetry).apply_sigma_scaling()
   search = fft_map.peak_search(maptbx.peak_search_parameters(
@@ -211,6 +227,9 @@ def complete(xray_structure, f_obs, n_wanted, element="C", min_distance=1.2):
   for site_frac in search.sites():
     if added == n_missing:
       break
+    if avoid is not None and avoid.scatterers().size() and \
+        distances_to_structure(avoid, [site_frac], avoid_distance)[0] < avoid_distance:
+      continue
     if distances_to_structure(xray_structure, [site_frac], min_distance)[0] >= min_distance:
       added += 1
       xray_structure.add_scatterer(xray.scatterer(
@@ -588,6 +607,62 @@ def settle_atom_count(xs, fit, f_obs, element, params, max_atoms=None):
   return xs, r1, cc, f_calc, added, dropped
 
 
+def suspect_atoms(xray_structure, success_params, elements_known=True):
+  """Atoms the data do not see, as a numpy bool mask: U_iso at
+  success.max_u_iso or above, or -- with the elements known (a composition)
+  -- above both success.u_iso_outlier_min and success.u_iso_outlier_ratio
+  times the structure's median U_iso.  A wrong atom smears itself out; right
+  ones, in measured crystals, stay within 3x the median (docs/crystals.md).
+  Without a composition every atom is carbon, and U_iso absorbs the element:
+  O typed C runs to the lower bound, C beside it to 5x the median (a right
+  18-atom structure at 2.75 A), so only max_u_iso applies."""
+  u = np.array([sc.u_iso for sc in xray_structure.scatterers()])
+  if not len(u):
+    return np.zeros(0, bool)
+  sp = success_params
+  suspect = u >= sp.max_u_iso
+  if elements_known:
+    suspect |= (u > sp.u_iso_outlier_min) & (u > sp.u_iso_outlier_ratio * np.median(u))
+  return suspect
+
+
+def rebuild_suspect_atoms(xs, fit, f_obs, n_sites, element, params, retype=None,
+                          elements_known=True):
+  """Replace the suspect atoms of a model that otherwise explains the data:
+  drop them, refine, put the strongest peaks of the difference map (model
+  phases) in their place -- never where an atom was dropped before -- and
+  refine again.
+  Rounds (refinement.rebuild_rounds) go on while suspects remain; the model
+  of lowest R1 is kept.  This completes a half-right dual-space start (18 of
+  23 sucrose atoms right at 1.2 A, R1 0.231 -> all 23, R1 0.066).
+  fit = (R1, CC, F_calc) of xs; elements_known: see suspect_atoms.
+  Returns (structure, fit, note or None)."""
+  from cctbx.array_family import flex
+  best, best_fit, rejected, n_rounds = xs, fit, None, 0
+  current = xs
+  for _ in range(params.refinement.rebuild_rounds):
+    suspect = suspect_atoms(current, params.success, elements_known)
+    if not suspect.any() or suspect.all():
+      break
+    n_rounds += 1
+    dropped = current.select(flex.bool(suspect.tolist()))
+    rejected = dropped if rejected is None else rejected.concatenate(dropped)
+    current = current.select(flex.bool((~suspect).tolist()))
+    refine_with_params(current, f_obs, params)
+    current, _ = complete(current, f_obs, n_sites, element=element, avoid=rejected, difference=True)
+    refine_with_params(current, f_obs, params)
+    current, _ = drop_overlapping_atoms(current)
+    current_fit = r1_and_cc(f_obs, current)
+    if retype is not None:
+      current, current_fit, _ = retype(current, current_fit)
+    if current_fit[0] < best_fit[0] - 0.002:
+      best, best_fit = current, current_fit
+  if best is xs:
+    return xs, fit, None
+  return best, best_fit, "suspect atoms rebuilt from difference maps in %d rounds (R1 %.3f)" % (
+    n_rounds, best_fit[0])
+
+
 # --- the whole finishing sequence --------------------------------------------------
 
 @dataclass
@@ -636,5 +711,12 @@ def finish(xs, f_obs, params, n_sites, composition=None, count_known=True, max_a
                      % (n_before, xs.scatterers().size(), added, dropped))
     if added or dropped:
       xs, (r1, cc, f_calc), _ = retype(xs, (r1, cc, f_calc))
+  if (params.refinement.rebuild_rounds and explains_data(r1, cc, params)
+      and enough_data(f_obs, xs.scatterers().size(), params)):
+    xs, (r1, cc, f_calc), note = rebuild_suspect_atoms(xs, (r1, cc, f_calc), f_obs, n_sites, light,
+                                                       params, retype=retype,
+                                                       elements_known=bool(sites_of))
+    if note:
+      steps.append(note)
   return Finished(xray_structure=relabel(xs), r1=r1, cc=cc, f_calc=f_calc, steps=steps,
                   n_sites_source=source)

@@ -16,6 +16,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from libtbx.utils import Sorry
 
 from cctbx_p2a import finishing, patterson, reflections, sites
@@ -277,7 +279,8 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
     done = finishing.finish(xs, f_obs, params, n_sites, composition=sites_of,
                             count_known=n_from_composition is not None, max_atoms=max_atoms)
     explained = verdict(done.xray_structure, done.r1, done.cc, f_obs, params,
-                        checks_chemistry(params, route, model, done.xray_structure))[0]
+                        checks_chemistry(params, route, model, done.xray_structure),
+                        elements_known=bool(sites_of))[0]
     n_finished = rank + 1
     if rank < n_listed or explained:  # hundreds of dual-space starts would flood the log
       notes.append("start %d (%s %.3f): %s; R1 %.3f%s" % (
@@ -298,9 +301,13 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
     if route == "network" and not a_lo <= xs.scatterers().size() <= a_hi:
       warnings.append("the estimated atom count %d is outside the model's range (%d-%d)"
                       % (xs.scatterers().size(), a_lo, a_hi))
+  elif xs.scatterers().size() < n_from_composition:
+    notes.append("%d of the composition's %d non-H atoms placed: no map showed the rest where the "
+                 "data support an atom" % (xs.scatterers().size(), n_from_composition))
   timings["refinement"] = time.time() - t
 
-  explained, reasons = verdict(xs, r1, cc, f_obs, params, checks_chemistry(params, route, model, xs))
+  explained, reasons = verdict(xs, r1, cc, f_obs, params, checks_chemistry(params, route, model, xs),
+                               elements_known=bool(sites_of))
   solved = explained and not warnings
   warnings = data_warnings + warnings
   for reason in reasons:
@@ -341,23 +348,29 @@ def checks_chemistry(params, route, model, xs):
   return chemistry == "True"  # a PHIL choice extracts as text: "False" must not count as true
 
 
-def verdict(xs, r1, cc, f_obs, params, chemistry=True):
+def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True):
   """Whether a structure explains the data, and if not, why: R1 and CC;
   enough reflections per parameter for R1 to mean something; no atom smeared
-  out to a U_iso the data cannot see; and (with chemistry) atoms at bond
-  lengths from one another.  Returns (bool, [why not])."""
+  out to a U_iso the data cannot see (elements_known: typed from a
+  composition, see finishing.suspect_atoms); and (with chemistry) atoms at
+  bond lengths from one another.  Returns (bool, [why not])."""
   sp = params.success
   reasons = []
   if r1 > sp.r1_max:
     reasons.append("R1 %.3f is above success.r1_max=%.2f" % (r1, sp.r1_max))
   if cc < sp.cc_min:
     reasons.append("CC %.3f is below success.cc_min=%.2f" % (cc, sp.cc_min))
-  smeared = [sc.label for sc in xs.scatterers() if sc.u_iso >= sp.max_u_iso]
-  if smeared:
-    reasons.append("%s refined to U_iso >= success.max_u_iso=%.2f A^2: atoms the data do not see"
-                   % (", ".join(smeared), sp.max_u_iso))
+  suspect = finishing.suspect_atoms(xs, sp, elements_known)
+  if suspect.any():
+    u = [sc.u_iso for sc in xs.scatterers()]
+    reasons.append("%s refined to U_iso %s: atoms the data do not see (at or above success.max_u_iso="
+                   "%.2f A^2%s)" % (
+                     ", ".join(sc.label for sc, s in zip(xs.scatterers(), suspect) if s),
+                     ", ".join("%.2f" % v for v, s in zip(u, suspect) if s), sp.max_u_iso,
+                     ", or above %.1fx the median %.3f, success.u_iso_outlier_ratio" % (
+                       sp.u_iso_outlier_ratio, float(np.median(u))) if elements_known else ""))
   n_parameters = 4 * xs.scatterers().size()
-  if f_obs.size() < sp.min_data_per_parameter * n_parameters:
+  if not finishing.enough_data(f_obs, xs.scatterers().size(), params):
     reasons.append("%d unique reflections for %d atoms (%d parameters) are too few to tell a right "
                    "structure from a refined wrong one (success.min_data_per_parameter=%.1f)"
                    % (f_obs.size(), xs.scatterers().size(), n_parameters, sp.min_data_per_parameter))

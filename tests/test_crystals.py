@@ -72,6 +72,52 @@ def test_published_measured_set_solves():
     result.xray_structure.scatterers().extract_scattering_types() == "S"))["n_matched"] == 1
 
 
+def test_wrong_atoms_are_not_called_solved_and_are_rebuilt():
+  """thpp at 1.2 A with three of its 16 atoms moved 2+ A from every atom:
+  refinement smears them out, the verdict names them, and the rebuild
+  (drop, difference-map peaks elsewhere, refine) puts all 16 right."""
+  observed, reference = measured.load(measured.thpp_set())
+  f_obs = observed.f_obs.resolution_filter(d_min=1.2)
+  params = phasing.default_params()
+  rng = np.random.default_rng(5)
+  sites = np.array(reference.sites_frac())
+  for i in (2, 7, 11):
+    others = finishing.structure_of_sites(f_obs.crystal_symmetry(), np.delete(sites, i, 0))
+    while True:
+      sites[i] = rng.uniform(0, 1, 3)
+      if finishing.distances_to_structure(others, [tuple(sites[i])], 2.0)[0] >= 2.0:
+        break
+  xs = finishing.structure_of_sites(f_obs.crystal_symmetry(), sites, u_iso=0.03)
+  for moved, published in zip(xs.scatterers(), reference.scatterers()):
+    moved.scattering_type = published.scattering_type
+  finishing.refine_with_params(xs, f_obs, params)
+  fit = finishing.r1_and_cc(f_obs, xs)
+  assert fraction_placed(reference, xs)[0] < 0.9
+  suspect = finishing.suspect_atoms(xs, params.success)
+  assert 1 <= suspect.sum() <= 3
+  explained, reasons = phasing.verdict(xs, fit[0], fit[1], f_obs, params)
+  assert not explained and any("the data do not see" in r for r in reasons), reasons
+  rebuilt, fit, note = finishing.rebuild_suspect_atoms(xs, fit, f_obs, 16, "C", params)
+  assert note and fraction_placed(reference, rebuilt)[0] == 1.0, note
+  assert phasing.verdict(rebuilt, fit[0], fit[1], f_obs, params) == (True, [])
+
+
+def test_u_iso_outliers_need_both_the_ratio_and_the_floor():
+  params = phasing.default_params()
+  cs = crystal.symmetry(unit_cell=(20, 20, 20, 90, 90, 90), space_group_symbol="P 1")
+  xs = finishing.structure_of_sites(cs, np.random.default_rng(0).uniform(0, 1, (11, 3)))
+  def suspects(u_values, elements_known=True):
+    for sc, u in zip(xs.scatterers(), u_values):
+      sc.u_iso = u
+    return finishing.suspect_atoms(xs, params.success, elements_known).nonzero()[0].tolist()
+  assert suspects([0.03] * 10 + [0.2]) == [10]  # 6.7x the median
+  assert suspects([0.03] * 10 + [0.2], elements_known=False) == []  # U_iso absorbs the element
+  assert suspects([0.03] * 10 + [0.35], elements_known=False) == [10]
+  assert suspects([0.03] * 10 + [0.1]) == []    # 3.3x: a real atom can be that
+  assert suspects([0.01] * 10 + [0.12]) == []   # 12x, but under the 0.15 floor (2 A data)
+  assert suspects([0.08] * 10 + [0.31]) == [10]  # 3.9x, but above max_u_iso
+
+
 def thpp_molecule_cartesian():
   """Non-H sites of thpp (one per disordered site), Cartesian, centred."""
   ref = measured.reference_sites(files.read_structure(measured.thpp_set().reference))
