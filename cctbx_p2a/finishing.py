@@ -649,9 +649,13 @@ def rebuild_suspect_atoms(xs, fit, f_obs, n_sites, element, params, retype=None,
     rejected = dropped if rejected is None else rejected.concatenate(dropped)
     current = current.select(flex.bool((~suspect).tolist()))
     refine_with_params(current, f_obs, params)
-    current, _ = complete(current, f_obs, n_sites, element=element, avoid=rejected, difference=True)
-    refine_with_params(current, f_obs, params)
-    current, _ = drop_overlapping_atoms(current)
+    for _ in range(2):  # again when two atoms refined onto one site
+      current, _ = complete(current, f_obs, n_sites, element=element, avoid=rejected,
+                            difference=True)
+      refine_with_params(current, f_obs, params)
+      current, n_merged = drop_overlapping_atoms(current)
+      if not n_merged:
+        break
     current_fit = r1_and_cc(f_obs, current)
     if retype is not None:
       current, current_fit, _ = retype(current, current_fit)

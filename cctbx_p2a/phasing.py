@@ -280,7 +280,7 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
                             count_known=n_from_composition is not None, max_atoms=max_atoms)
     explained = verdict(done.xray_structure, done.r1, done.cc, f_obs, params,
                         checks_chemistry(params, route, model, done.xray_structure),
-                        elements_known=bool(sites_of))[0]
+                        elements_known=bool(sites_of), n_expected=n_from_composition)[0]
     n_finished = rank + 1
     if rank < n_listed or explained:  # hundreds of dual-space starts would flood the log
       notes.append("start %d (%s %.3f): %s; R1 %.3f%s" % (
@@ -301,13 +301,10 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
     if route == "network" and not a_lo <= xs.scatterers().size() <= a_hi:
       warnings.append("the estimated atom count %d is outside the model's range (%d-%d)"
                       % (xs.scatterers().size(), a_lo, a_hi))
-  elif xs.scatterers().size() < n_from_composition:
-    notes.append("%d of the composition's %d non-H atoms placed: no map showed the rest where the "
-                 "data support an atom" % (xs.scatterers().size(), n_from_composition))
   timings["refinement"] = time.time() - t
 
   explained, reasons = verdict(xs, r1, cc, f_obs, params, checks_chemistry(params, route, model, xs),
-                               elements_known=bool(sites_of))
+                               elements_known=bool(sites_of), n_expected=n_from_composition)
   solved = explained and not warnings
   warnings = data_warnings + warnings
   for reason in reasons:
@@ -348,14 +345,19 @@ def checks_chemistry(params, route, model, xs):
   return chemistry == "True"  # a PHIL choice extracts as text: "False" must not count as true
 
 
-def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True):
+def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_expected=None):
   """Whether a structure explains the data, and if not, why: R1 and CC;
   enough reflections per parameter for R1 to mean something; no atom smeared
   out to a U_iso the data cannot see (elements_known: typed from a
-  composition, see finishing.suspect_atoms); and (with chemistry) atoms at
-  bond lengths from one another.  Returns (bool, [why not])."""
+  composition, see finishing.suspect_atoms); the composition's n_expected
+  atoms all placed; and (with chemistry) atoms at bond lengths from one
+  another.  Returns (bool, [why not])."""
   sp = params.success
   reasons = []
+  n_placed = xs.scatterers().size()
+  if n_expected is not None and n_placed < n_expected - sp.max_atoms_missing:
+    reasons.append("%d of the composition's %d non-H atoms placed: an incomplete structure "
+                   "(success.max_atoms_missing=%d)" % (n_placed, n_expected, sp.max_atoms_missing))
   if r1 > sp.r1_max:
     reasons.append("R1 %.3f is above success.r1_max=%.2f" % (r1, sp.r1_max))
   if cc < sp.cc_min:

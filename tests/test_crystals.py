@@ -99,7 +99,12 @@ def test_wrong_atoms_are_not_called_solved_and_are_rebuilt():
   assert not explained and any("the data do not see" in r for r in reasons), reasons
   rebuilt, fit, note = finishing.rebuild_suspect_atoms(xs, fit, f_obs, 16, "C", params)
   assert note and fraction_placed(reference, rebuilt)[0] == 1.0, note
-  assert phasing.verdict(rebuilt, fit[0], fit[1], f_obs, params) == (True, [])
+  assert phasing.verdict(rebuilt, fit[0], fit[1], f_obs, params, n_expected=16) == (True, [])
+  # one atom short of the composition is incomplete, however well it fits
+  short = rebuilt.select(flex.size_t(range(15)))
+  explained, reasons = phasing.verdict(short, fit[0], fit[1], f_obs, params, n_expected=16)
+  assert not explained and reasons == [
+    "15 of the composition's 16 non-H atoms placed: an incomplete structure (success.max_atoms_missing=0)"]
 
 
 def test_u_iso_outliers_need_both_the_ratio_and_the_floor():
