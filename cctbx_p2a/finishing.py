@@ -28,6 +28,16 @@ def best_scale(fo, fc):
   return float((fo * fc).sum() / max((fc * fc).sum(), 1e-30))
 
 
+def model_phased_coefficients(f_obs, f_calc, fo_weight=1):
+  """Map coefficients fo_weight*|F_obs| - k|F_calc| with the model's phases,
+  k the best scale: the difference map (1) or the 2|Fo| - k|Fc| map (2).
+  Returns (coefficients, k)."""
+  fc = abs(f_calc).data()
+  k = best_scale(f_obs.data().as_numpy_array(), fc.as_numpy_array())
+  data = fo_weight * f_obs.data() - k * fc
+  return f_obs.customized_copy(data=data, sigmas=None).phase_transfer(f_calc), k
+
+
 def r1_and_cc(f_obs, xray_structure):
   """R1 = sum||Fo| - k|Fc|| / sum|Fo| and CC(|Fo|, |Fc|), with the best scale k."""
   f_calc = f_obs.structure_factors_from_scatterers(xray_structure, algorithm="direct").f_calc()
@@ -213,11 +223,10 @@ def complete(xray_structure, f_obs, n_wanted, element="C", min_distance=1.2, avo
   if n_missing <= 0:
     return xray_structure, 0
   f_calc = f_obs.structure_factors_from_scatterers(xray_structure, algorithm="direct").f_calc()
-  coeffs = f_obs.phase_transfer(f_calc)
   if difference:
-    fc = abs(f_calc).data()
-    k = best_scale(f_obs.data().as_numpy_array(), fc.as_numpy_array())
-    coeffs = f_obs.customized_copy(data=f_obs.data() - k * fc, sigmas=None).phase_transfer(f_calc)
+    coeffs = model_phased_coefficients(f_obs, f_calc)[0]
+  else:
+    coeffs = f_obs.phase_transfer(f_calc)
   fft_map = coeffs.fft_map(resolution_factor=0.25,
                            symmetry_flags=maptbx.use_space_group_symmetry).apply_sigma_scaling()
   search = fft_map.peak_search(maptbx.peak_search_parameters(
@@ -251,11 +260,9 @@ def adjust_atom_count(xray_structure, f_obs, element="C", add_ratio=0.3, drop_ra
   from cctbx import maptbx, xray
   from cctbx.array_family import flex
   f_calc = f_obs.structure_factors_from_scatterers(xray_structure, algorithm="direct").f_calc()
-  fc = abs(f_calc).data()
-  k = best_scale(f_obs.data().as_numpy_array(), fc.as_numpy_array())
+  diff_coeffs, k = model_phased_coefficients(f_obs, f_calc)
   gridding = f_obs.crystal_gridding(resolution_factor=0.25, symmetry_flags=maptbx.use_space_group_symmetry)
   model_map = (f_calc * k).fft_map(crystal_gridding=gridding).real_map_unpadded()
-  diff_coeffs = f_obs.customized_copy(data=f_obs.data() - k * fc, sigmas=None).phase_transfer(f_calc)
   diff_fft = diff_coeffs.fft_map(crystal_gridding=gridding)
   diff_map = diff_fft.real_map_unpadded()
   scatterers = xray_structure.scatterers()
@@ -366,9 +373,7 @@ def recycle(xray_structure, f_obs, n_sites, element="C", max_cycles=12, patience
   current, stall, cycles = best, 0, 0
   for cycles in range(1, max_cycles + 1):
     f_calc = f_obs.structure_factors_from_scatterers(current, algorithm="fft").f_calc()
-    fc = abs(f_calc).data()
-    k = best_scale(f_obs.data().as_numpy_array(), fc.as_numpy_array())
-    coeffs = f_obs.customized_copy(data=2 * f_obs.data() - k * fc, sigmas=None).phase_transfer(f_calc)
+    coeffs = model_phased_coefficients(f_obs, f_calc, fo_weight=2)[0]
     current = peaks_as_structure(coeffs, n_sites, element=element)
     refine(current, f_obs, cycles=1, max_iterations=10, refine_u_iso=False,
            max_reflections=max_reflections)

@@ -371,11 +371,10 @@ def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_ex
                      ", ".join("%.2f" % v for v, s in zip(u, suspect) if s), sp.max_u_iso,
                      ", or above %.1fx the median %.3f, success.u_iso_outlier_ratio" % (
                        sp.u_iso_outlier_ratio, float(np.median(u))) if elements_known else ""))
-  n_parameters = 4 * xs.scatterers().size()
-  if not finishing.enough_data(f_obs, xs.scatterers().size(), params):
+  if not finishing.enough_data(f_obs, n_placed, params):
     reasons.append("%d unique reflections for %d atoms (%d parameters) are too few to tell a right "
                    "structure from a refined wrong one (success.min_data_per_parameter=%.1f)"
-                   % (f_obs.size(), xs.scatterers().size(), n_parameters, sp.min_data_per_parameter))
+                   % (f_obs.size(), n_placed, 4 * n_placed, sp.min_data_per_parameter))
   if chemistry:
     fraction = finishing.bonded_fraction(xs)
     if fraction < sp.min_bonded_fraction:
