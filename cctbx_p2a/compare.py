@@ -153,7 +153,8 @@ def untrained_model(trained, seed=CONTROL_SEED):
   card = copy.deepcopy(trained.card)
   arch, grid = card["architecture"], card["grid"]
   torch.manual_seed(seed)
-  net = network.build(arch["name"], grid["input_n"], grid["output_n"], arch["channels"])
+  net = network.build(arch["name"], grid["input_n"], grid["output_n"], arch["channels"],
+                      symmetric=arch.get("symmetric_output", True), upsample=arch.get("upsample", 1))
   card["name"] = "%s_untrained_seed%d" % (trained.name, seed)
   card.pop("metrics", None)  # the trained model's mass per atom etc. do not apply
   card["training"] = {"steps": 0, "note": "untrained control (torch default initialisation)"}
@@ -236,7 +237,7 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
   if method == "network":
     y = model.predict(phasing.network_input(f_obs, model)[0])
     row["time_s"] = time.time() - t0
-    score = evaluation.score_read_out(sites_centred, y, model.voxel)
+    score = evaluation.score_read_out(sites_centred, y, model.output_voxel)
     d = score["distances"]
     row.update(solved=score["all_found"], distances=d.tolist(), peak_precision=score["peak_precision"],
                mean_error_A=float(d[np.isfinite(d)].mean()) if np.isfinite(d).any() else None,

@@ -86,7 +86,7 @@ def evaluate_network(model, params, n_cases, log=sys.stdout, stream=None, seed=N
     x = patterson.model_input_from_params(synthetic.as_amplitudes(case.f_obs), params.patterson)
     y = model.predict(x)
     times.append(time.time() - t0)
-    scores.append(score_read_out(case.sites_centred, y, model.voxel))
+    scores.append(score_read_out(case.sites_centred, y, model.output_voxel))
     masses.append(sites.atom_map_mass(y))
     counts.append(len(case.sites_centred))
   result = summarise(scores, times)

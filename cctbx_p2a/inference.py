@@ -52,9 +52,10 @@ def silu(x):
 class NumpyUNet:
   """network.UNet3D's forward pass on one grid, from its state dict."""
 
-  def __init__(self, weights, n_in, n_out):
+  def __init__(self, weights, n_in, n_out, symmetric=True, upsample=1):
     self.w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
-    self.crop = (n_in - n_out) // 2
+    self.crop = (n_in - n_out // upsample) // 2
+    self.symmetric, self.upsample = symmetric, upsample
 
   def _conv_block(self, x, name):
     for conv, norm in ((0, 1), (3, 4)):
@@ -82,8 +83,15 @@ class NumpyUNet:
       e0 = e0[:, k:-k, k:-k, k:-k]
     y = np.concatenate([up2(y, w["up0.weight"], w["up0.bias"]), e0])
     y = silu(conv3(y, w["head.0.weight"], w["head.0.bias"]))
-    y = conv1(y, w["head.2.weight"], w["head.2.bias"])[0]
-    return (0.5 * (y + y[::-1, ::-1, ::-1])).astype(np.float32)
+    if self.upsample == 2:
+      y = up2(y, w["up_out.weight"], w["up_out.bias"])
+      y = silu(conv3(y, w["out.0.weight"], w["out.0.bias"]))
+      y = conv1(y, w["out.2.weight"], w["out.2.bias"])[0]
+    else:
+      y = conv1(y, w["head.2.weight"], w["head.2.bias"])[0]
+    if self.symmetric:
+      y = 0.5 * (y + y[::-1, ::-1, ::-1])
+    return y.astype(np.float32)
 
 
 class NumpyModel(model_files.ModelInfo):
@@ -91,7 +99,9 @@ class NumpyModel(model_files.ModelInfo):
 
   def __init__(self, weights, card, path=None):
     super().__init__(card, path)
-    self.forward = NumpyUNet(weights, card["grid"]["input_n"], card["grid"]["output_n"])
+    self.forward = NumpyUNet(weights, card["grid"]["input_n"], card["grid"]["output_n"],
+                             symmetric=card["architecture"].get("symmetric_output", True),
+                             upsample=card["architecture"].get("upsample", 1))
 
   def predict(self, grid):
     return self.forward(np.ascontiguousarray(grid, dtype=np.float32))

@@ -45,6 +45,20 @@ def resolve_model_path(name_or_path):
   return stem
 
 
+def is_crystal_model(card):
+  """A crystal network (cctbx_p2a.crystal_data): Patterson of a packed
+  crystal -> one copy of its molecule, read out by cctbx_p2a.placement."""
+  return card.get("domain", {}).get("molecule_source") == "packed crystals"
+
+
+def shipped_crystal_models():
+  """Names of the shipped crystal networks, in name order."""
+  if not os.path.isdir(MODELS_DIR):
+    return []
+  names = sorted(f[:-5] for f in os.listdir(MODELS_DIR) if f.endswith(".json"))
+  return [n for n in names if is_crystal_model(read_card(os.path.join(MODELS_DIR, n)))]
+
+
 def read_card(stem):
   with open(stem + ".json") as f:
     return json.load(f)
@@ -71,12 +85,18 @@ class ModelInfo:
     return self.card["grid"]["voxel"]
 
   @property
+  def output_voxel(self):
+    """Voxel of the atom map: the input's, or half of it for a network that
+    upsamples once more (the crystal network, so bonded atoms separate)."""
+    return self.card["grid"].get("output_voxel", self.voxel)
+
+  @property
   def input_box_edge(self):
     return self.card["grid"]["input_n"] * self.voxel
 
   @property
   def output_box_edge(self):
-    return self.card["grid"]["output_n"] * self.voxel
+    return self.card["grid"]["output_n"] * self.output_voxel
 
   @property
   def domain(self):

@@ -13,9 +13,11 @@ Two architectures share one interface (Patterson grid in, atom map out):
   UpSample, Conv 5^3, Conv 5^3 tanh; 20 channels, 'same' padding), output on
   the input grid.
 
-Both make their output exactly centrosymmetric ((y + flip(y)) / 2): the target
-is, and the input Patterson is, so nothing is lost and the read-out gets exact
-inverse pairs.
+Both make their output exactly centrosymmetric ((y + flip(y)) / 2) when the
+target is (atoms + inverses: the paper's P1 target): the input Patterson is
+too, so nothing is lost and the read-out gets exact inverse pairs.  The
+crystal network's target is one copy of the molecule (cctbx_p2a.crystal_data,
+target.inverses=False), so its output is left free (``symmetric=False``).
 
 A model file is ``<name>.pt`` (state dict + config) beside ``<name>.json`` (the
 model card: architecture, grids, training data, domain, metrics, hardware,
@@ -46,10 +48,18 @@ def conv_block(c_in, c_out):
 
 
 class UNet3D(nn.Module):
-  """Patterson window (n_in^3) -> atom map on the central n_out^3 voxels."""
+  """Patterson window (n_in^3) -> atom map on the central n_out^3 voxels.
 
-  def __init__(self, n_in=32, n_out=24, channels=8):
+  With upsample=2 the map comes out on voxels half the input's (n_out counts
+  those): one more transposed convolution and a 3^3 convolution after the
+  head, so that bonded atoms 1.2-1.5 A apart are separate peaks."""
+
+  def __init__(self, n_in=32, n_out=24, channels=8, symmetric=True, upsample=1):
     super().__init__()
+    self.symmetric, self.upsample = symmetric, upsample
+    if upsample not in (1, 2) or n_out % upsample:
+      raise Sorry("unet upsamples its output by 1 or 2 (got %r, n_out=%d)." % (upsample, n_out))
+    n_out //= upsample
     if n_in % 8 or (n_in - n_out) % 4 or n_out > n_in or n_out % 2:
       raise Sorry("unet needs n_in divisible by 8 and (n_in - n_out) divisible by 4 "
                   "(got n_in=%d, n_out=%d)." % (n_in, n_out))
@@ -64,7 +74,12 @@ class UNet3D(nn.Module):
     self.up1 = nn.ConvTranspose3d(4 * c, 2 * c, 2, stride=2)
     self.dec1 = conv_block(4 * c, 2 * c)
     self.up0 = nn.ConvTranspose3d(2 * c, c, 2, stride=2)
-    self.head = nn.Sequential(nn.Conv3d(2 * c, c, 3, padding=1), nn.SiLU(), nn.Conv3d(c, 1, 1))
+    if upsample == 1:
+      self.head = nn.Sequential(nn.Conv3d(2 * c, c, 3, padding=1), nn.SiLU(), nn.Conv3d(c, 1, 1))
+    else:
+      self.head = nn.Sequential(nn.Conv3d(2 * c, c, 3, padding=1), nn.SiLU())
+      self.up_out = nn.ConvTranspose3d(c, c, 2, stride=2)
+      self.out = nn.Sequential(nn.Conv3d(c, c, 3, padding=1), nn.SiLU(), nn.Conv3d(c, 1, 1))
 
   def forward(self, x):
     e0 = self.stem(x)
@@ -78,14 +93,19 @@ class UNet3D(nn.Module):
       y = y[:, :, h:-h, h:-h, h:-h]
       e0 = e0[:, :, k:-k, k:-k, k:-k]
     y = self.head(torch.cat([self.up0(y), e0], 1))
-    return symmetrise(y)
+    if self.upsample == 2:
+      y = self.out(self.up_out(y))
+    return symmetrise(y) if self.symmetric else y
 
 
 class Hurwitz2020(nn.Module):
   """The paper's network (about 1.2 M parameters at 20 channels)."""
 
-  def __init__(self, n_in=40, n_out=40, channels=20):
+  def __init__(self, n_in=40, n_out=40, channels=20, symmetric=True, upsample=1):
     super().__init__()
+    self.symmetric = symmetric
+    if upsample != 1:
+      raise Sorry("hurwitz2020 outputs on its input grid: leave target.voxel unset.")
     if n_out != n_in or n_in % 2:
       raise Sorry("hurwitz2020 outputs on its (even) input grid: set "
                   "target.output_box_edge = patterson.box_edge.")
@@ -100,16 +120,18 @@ class Hurwitz2020(nn.Module):
     self.n_in, self.n_out = n_in, n_out
 
   def forward(self, x):
-    return symmetrise(self.net(x))
+    y = self.net(x)
+    return symmetrise(y) if self.symmetric else y
 
 
 ARCHITECTURES = {"unet": UNet3D, "hurwitz2020": Hurwitz2020}
 
 
-def build(architecture, n_in, n_out, channels):
+def build(architecture, n_in, n_out, channels, symmetric=True, upsample=1):
   if architecture not in ARCHITECTURES:
     raise Sorry("Unknown architecture %r; choose one of %s." % (architecture, ", ".join(ARCHITECTURES)))
-  return ARCHITECTURES[architecture](n_in=n_in, n_out=n_out, channels=channels)
+  return ARCHITECTURES[architecture](n_in=n_in, n_out=n_out, channels=channels, symmetric=symmetric,
+                                     upsample=upsample)
 
 
 def count_parameters(model):
@@ -160,7 +182,8 @@ def load(name_or_path=None, check_sha256=True):
     model_files.check_weights(stem + ".pt", card.get("sha256"))
   blob = torch.load(stem + ".pt", map_location="cpu", weights_only=True)
   arch = blob["architecture"]
-  net = build(arch["name"], blob["grid"]["input_n"], blob["grid"]["output_n"], arch["channels"])
+  net = build(arch["name"], blob["grid"]["input_n"], blob["grid"]["output_n"], arch["channels"],
+              symmetric=arch.get("symmetric_output", True), upsample=arch.get("upsample", 1))
   net.load_state_dict(blob["state_dict"])
   return Model(net, card, path=stem + ".pt")
 

@@ -145,16 +145,23 @@ def structure_in_best_cell(symmetry, molecule, sites_frac, u_iso):
   return xs if to_best.is_identity_op() else xs.change_basis(to_best)
 
 
-def pyxtal_start(molecule, number, volume_per_non_h, rng, max_tries):
+def pyxtal_molecule_of(molecule, rng):
+  """PyXtal's view of the molecule (its symmetry analysed by pymatgen: about
+  0.2 s, so made once per molecule, not once per packing attempt)."""
+  _, pyxtal_molecule, PymatgenMolecule = pyxtal_modules()
+  return pyxtal_molecule(PymatgenMolecule([str(e) for e in molecule.elements], molecule.sites_cart),
+                         fix=True, random_state=np.random.default_rng(int(rng.integers(2 ** 31))))
+
+
+def pyxtal_start(molecule, number, volume_per_non_h, rng, max_tries, pymolecule=None):
   """PyXtal's packing of the molecule in the general position at a loose
   density (fast, and free of gross overlaps): (cctbx symmetry, fractional
   sites of the first copy, whole), or a Sorry."""
   from cctbx import crystal as cctbx_crystal, sgtbx
-  pyxtal, pyxtal_molecule, PymatgenMolecule = pyxtal_modules()
+  pyxtal, _, _ = pyxtal_modules()
   from pyxtal.symmetry import Group
-  pymolecule = pyxtal_molecule(PymatgenMolecule([str(e) for e in molecule.elements],
-                                                molecule.sites_cart), fix=True,
-                               random_state=np.random.default_rng(int(rng.integers(2 ** 31))))
+  if pymolecule is None:
+    pymolecule = pyxtal_molecule_of(molecule, rng)
   factor = volume_per_non_h * molecule.n_atoms / pymolecule.volume
   z = Group(number)[0].multiplicity   # the general position: Z' = 1
   problems = []
@@ -184,6 +191,24 @@ def pyxtal_start(molecule, number, volume_per_non_h, rng, max_tries):
   raise Sorry("PyXtal could not pack %s (%s)." % (molecule.smiles, "; ".join(problems[-3:])))
 
 
+def orthogonalisation_matrix(cell):
+  """cctbx's orthogonalisation (a along x, b in the xy plane) in numpy: the
+  squeeze asks for it thousands of times per crystal."""
+  a, b, c = cell[:3]
+  ca, cb, cg = np.cos(np.radians(cell[3:6]))
+  sg = np.sin(np.radians(cell[5]))
+  volume = a * b * c * np.sqrt(max(1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg, 0.0))
+  return np.array([[a, b * cg, c * cb],
+                   [0.0, b * sg, c * (ca - cb * cg) / sg],
+                   [0.0, 0.0, volume / (a * b * sg)]])
+
+
+def cell_volume(cell):
+  a, b, c = cell[:3]
+  ca, cb, cg = np.cos(np.radians(cell[3:6]))
+  return float(a * b * c * np.sqrt(max(1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg, 0.0)))
+
+
 class RigidPacking:
   """A rigid molecule in the general position of a space group, for the
   squeeze: cell parameters, the molecule's orientation
@@ -192,9 +217,11 @@ class RigidPacking:
   pre-selected by centroid distance, so a check costs well under 1 ms)."""
 
   def __init__(self, space_group, cell, body, is_hydrogen, centroid_frac, min_non_h, min_h):
-    from cctbx import uctbx
     self.ops = [(np.array(op.r().as_double()).reshape(3, 3), np.array(op.t().as_double()))
                 for op in space_group]
+    self.op_r = np.array([r for r, _ in self.ops])     # (n_ops, 3, 3)
+    self.op_t = np.array([t for _, t in self.ops])     # (n_ops, 3)
+    self._grids = {}
     self.system = space_group.crystal_system()
     self.cell = np.array(cell, dtype=float)
     self.body = np.asarray(body, dtype=float)
@@ -204,15 +231,21 @@ class RigidPacking:
     self.radius = float(np.linalg.norm(self.body, axis=1).max())
     self.min_non_h, self.min_h = min_non_h, min_h
     self.max_bound = max(min_non_h, min_h)
-    self._uctbx = uctbx
     self.min_spacing = 3.0
 
   def orthogonalisation(self, cell=None):
-    return np.array(self._uctbx.unit_cell(tuple(self.cell if cell is None else cell))
-                    .orthogonalization_matrix()).reshape(3, 3)
+    return orthogonalisation_matrix(self.cell if cell is None else cell)
 
   def volume(self, cell=None):
-    return self._uctbx.unit_cell(tuple(self.cell if cell is None else cell)).volume()
+    return cell_volume(self.cell if cell is None else cell)
+
+  def lattice_grid(self, m):
+    """Lattice translations -m..m along each axis, (n, 3), cached."""
+    key = tuple(int(k) for k in m)
+    if key not in self._grids:
+      self._grids[key] = np.stack(np.meshgrid(*[np.arange(-k, k + 1) for k in key], indexing="ij"),
+                                  -1).reshape(-1, 3).astype(float)
+    return self._grids[key]
 
   def sites_frac(self, cell=None, rotation=None, centroid=None):
     orth = self.orthogonalisation(cell)
@@ -229,32 +262,29 @@ class RigidPacking:
     an overlap being bound - distance (A) where positive."""
     cell = self.cell if cell is None else cell
     centroid = self.centroid if centroid is None else centroid
+    rotation = self.rotation if rotation is None else rotation
     orth = self.orthogonalisation(cell)
-    frac = self.sites_frac(cell, rotation, centroid)
-    cart = frac @ orth.T
-    reach = 2 * self.radius + max(self.min_non_h, self.min_h)
-    heights = 1.0 / np.linalg.norm(np.linalg.inv(orth), axis=1)   # interplanar spacings
+    frac_of = np.linalg.inv(orth)
+    heights = 1.0 / np.linalg.norm(frac_of, axis=1)   # interplanar spacings
     if heights.min() < self.min_spacing:
       return np.inf, np.inf   # a degenerate cell: no real crystal has lattice planes this close
-    m = np.ceil(reach / heights).astype(int) + 1
-    grid = np.stack(np.meshgrid(*[np.arange(-k, k + 1) for k in m], indexing="ij"), -1).reshape(-1, 3)
-    others, other_h = [], []
-    for k, (r, t) in enumerate(self.ops):
-      c_copy = r @ centroid + t
-      shift = np.round(centroid - c_copy)          # the copy's nearest image first
-      lattice = grid + shift
-      d_centroid = np.linalg.norm((c_copy + lattice - centroid) @ orth.T, axis=1)
-      near = d_centroid < reach
-      if k == 0:
-        near &= np.any(lattice != 0, axis=1)
-      if near.any():
-        copy = frac @ r.T + t
-        others.append((copy[None, :, :] + lattice[near][:, None, :]).reshape(-1, 3))
-        other_h.append(np.tile(self.is_h, int(near.sum())))
-    if not others:
+    cart = centroid @ orth.T + self.body @ rotation.T
+    frac = cart @ frac_of.T
+    reach = 2 * self.radius + max(self.min_non_h, self.min_h)
+    grid = self.lattice_grid(np.ceil(reach / heights).astype(int) + 1)
+    # every symmetry copy's centroid, each lattice translation of it (the
+    # copy's nearest image first), and which of them come within reach
+    c_copies = self.op_r @ centroid + self.op_t                         # (n_ops, 3)
+    lattice = grid[None, :, :] + np.round(centroid - c_copies)[:, None, :]   # (n_ops, n_grid, 3)
+    offsets = (c_copies[:, None, :] + lattice - centroid) @ orth.T
+    near = np.einsum("ogk,ogk->og", offsets, offsets) < reach * reach
+    near[0] &= np.any(lattice[0] != 0, axis=1)                          # not the molecule itself
+    op_index, grid_index = np.nonzero(near)
+    if not len(op_index):
       return 0.0, -np.inf
-    others = np.concatenate(others) @ orth.T
-    other_h = np.concatenate(other_h)
+    copies = np.einsum("oij,aj->oai", self.op_r, frac) + self.op_t[:, None, :]   # (n_ops, atoms, 3)
+    others = (copies[op_index] + lattice[op_index, grid_index][:, None, :]).reshape(-1, 3) @ orth.T
+    other_h = np.tile(self.is_h, len(op_index))
     # only atoms of other molecules within reach of this one can touch it
     centre = centroid @ orth.T
     inside = np.square(others - centre).sum(axis=1) < (self.radius + self.max_bound) ** 2
@@ -377,8 +407,10 @@ def pack(molecule, space_group, seed, volume_per_non_h=18.0, u_iso=0.03, min_con
   rng = np.random.default_rng([int(seed), 23])
   is_h = np.asarray(molecule.is_hydrogen, dtype=bool)
   problems = []
+  pymolecule = pyxtal_molecule_of(molecule, rng)
   for attempt in range(max_tries):
-    symmetry, frac, notes = pyxtal_start(molecule, number, start_volume_per_non_h, rng, max_tries)
+    symmetry, frac, notes = pyxtal_start(molecule, number, start_volume_per_non_h, rng, max_tries,
+                                         pymolecule=pymolecule)
     problems += notes
     orth = np.array(symmetry.unit_cell().orthogonalization_matrix()).reshape(3, 3)
     cart = frac @ orth.T

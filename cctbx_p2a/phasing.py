@@ -142,8 +142,9 @@ class Result:
   notes: list = field(default_factory=list)
   warnings: list = field(default_factory=list)
   timings: dict = field(default_factory=dict)
-  start: str = "network"     # "network", "charge_flipping" or "dual_space": where the kept start came from
+  start: str = "network"     # "network", "crystal_network", "charge_flipping" or "dual_space": where the kept start came from
   start_detail: str = ""     # which start of its kind, and its score
+  atom_map_voxel: float = None   # the atom map's voxel when finer than the Patterson's
 
   def show(self, out=sys.stdout):
     verdict = "SOLVED" if self.solved else "NOT SOLVED"
@@ -151,6 +152,11 @@ class Result:
       print("cctbx_p2a result: %s  (start: network, model %s)" % (verdict, self.model_name), file=out)
       print("  sites: %d (%s); hand score CC=%.3f" % (self.n_sites, self.n_sites_source,
                                                       self.hand_score), file=out)
+    elif self.start == "crystal_network":
+      print("cctbx_p2a result: %s  (start: crystal network, model %s)" % (verdict, self.model_name),
+            file=out)
+      print("  sites: %d (%s); start: %s" % (self.n_sites, self.n_sites_source, self.start_detail),
+            file=out)
     else:
       print("cctbx_p2a result: %s  (start: %s; the network took no part)"
             % (verdict, self.start.replace("_", " ")), file=out)
@@ -202,7 +208,7 @@ def network_input(f_obs, model):
 
 # the PHIL scopes a solve reads: its own, the reflections', and the
 # conventional starts' (charge flipping and dual-space for crystals)
-SOLVE_SCOPES = ("solve", "reflections", "baselines")
+SOLVE_SCOPES = ("solve", "reflections", "baselines", "placement")
 
 
 def default_params():
@@ -210,12 +216,14 @@ def default_params():
   return phil.extract(*SOLVE_SCOPES)
 
 
-def solve(f_obs, params=None, model=None, log=None, **overrides):
+def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overrides):
   """Phase `f_obs` (a miller.array of amplitudes or intensities).
 
   `params`: extracted PHIL of phil/solve.phil, reflections.phil and
   baselines.phil (default_params()); keyword overrides use dotted names with '__' or plain
   dots in a dict, e.g. solve(f, **{"solve.composition": "C10"}).
+  `crystal_model`: a loaded crystal network for the crystal route's first
+  start (else solve.crystal_model says which, if any).
   """
   from cctbx_p2a import model_files, phil
   if params is None:
@@ -257,6 +265,7 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
   original_sg = str(f_obs.space_group_info())
   timings["reflections"] = time.time() - t
 
+  chosen = {}   # the crystal network that made a start, if any
   if route == "network":
     if f_obs.space_group().order_z() > 1:
       f_obs = f_obs.expand_to_p1()
@@ -268,7 +277,7 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
     notes.append("start: %s" % why)
     n_sites, n_source = crystal_atom_count(f_obs, params, n_from_composition, notes)
     starts = crystal_starts(f_obs, params, n_sites, finishing.most_common_element(sites_of), route,
-                            notes, timings)
+                            notes, timings, crystal_model=crystal_model, chosen=chosen)
     network_output = (None, None)
 
   t = time.time()
@@ -316,11 +325,12 @@ def solve(f_obs, params=None, model=None, log=None, **overrides):
     xray_structure=xs, phases=f_obs.customized_copy(sigmas=None).phase_transfer(f_calc),
     f_calc=f_calc, f_obs=f_obs,
     r1=r1, cc=cc, solved=solved, n_sites=xs.scatterers().size(), n_sites_source=n_source,
-    hand_score=start_score, model_name=model.name if route == "network" else "none",
+    hand_score=start_score, model_name=model.name if route == "network" else (
+      chosen.get("crystal_model", "none") if start_kind == "crystal_network" else "none"),
     atom_map=atom_map, patterson_grid=patterson_grid,
     voxel=model.voxel, original_space_group=original_sg, notes=notes, warnings=warnings,
     timings={k: round(v, 3) for k, v in timings.items()}, start=start_kind,
-    start_detail=start_detail)
+    start_detail=start_detail, atom_map_voxel=model.output_voxel if route == "network" else None)
   if log is not None:
     result.show(out=log)
   return result
@@ -430,7 +440,7 @@ def network_starts(f_obs, model, params, n_from_composition, sites_of, notes, ti
 
   t = time.time()
   sp = params.sites
-  peaks, heights = sites.find_peaks(atom_map, model.voxel, threshold=sp.peak_threshold)
+  peaks, heights = sites.find_peaks(atom_map, model.output_voxel, threshold=sp.peak_threshold)
   pairs, centre = sites.inverse_pairs(peaks, heights, tolerance=sp.pair_tolerance)
   n_sites, n_source = atom_count(n_from_composition, model, pairs, centre, sites.atom_map_mass(atom_map))
   if n_source != "composition":
@@ -479,13 +489,99 @@ def crystal_atom_count(f_obs, params, n_from_composition, notes):
   return n_sites, n_source
 
 
-def crystal_starts(f_obs, params, n_sites, element, route, notes, timings):
-  """The conventional starts in the data's space group, made only when
-  asked for (the caller stops at the first solved one): charge flipping
-  (smtbx; its map's highest peaks), then the best dual-space trials round by
-  round (cctbx_p2a.dual_space) until baselines.dual_space.n_trials or
+def crystal_model_for(f_obs, params, notes, crystal_model=None):
+  """The crystal network for these data (solve.crystal_model), or None --
+  with a note saying why none runs when one was named or shipped."""
+  from libtbx import Auto
+  from cctbx_p2a import model_files
+  choice = params.solve.crystal_model
+  choice = "auto" if choice is Auto else str(choice or "none").strip()
+  if crystal_model is None:
+    if choice.lower() == "none":
+      return None
+    names = model_files.shipped_crystal_models() if choice == "auto" else [choice]
+    if not names:
+      return None
+    candidates = [model_files.load(n) for n in names]
+  else:
+    candidates = [crystal_model]
+  for model in candidates:
+    problems = crystal_domain_problems(f_obs, model)
+    if not problems:
+      return model
+    if params.solve.force:
+      notes.append("crystal network %s outside its domain (force=True): %s" % (model.name, "; ".join(problems)))
+      return model
+    notes.append("crystal network %s skipped: %s" % (model.name, "; ".join(problems)))
+  return None
+
+
+def crystal_domain_problems(f_obs, model):
+  """Why a crystal network's card does not cover these data: the
+  space-group type (any setting of a type it was trained on will do) and
+  the resolution."""
+  from cctbx import sgtbx
+  d = model.domain
+  problems = []
+  number = f_obs.space_group_info().type().number()
+  known = sorted({sgtbx.space_group_info(s).type().number() for s in d.get("space_groups", [])})
+  if number not in known:
+    problems.append("space group %s (No. %d) is not among those it was trained on (%s)" % (
+      f_obs.space_group_info(), number, ", ".join(d.get("space_groups", [])) or "none"))
+  lo, hi = d.get("d_min", [0, 99])
+  if f_obs.d_min() > hi + 0.05:
+    problems.append("resolution %.2f A is lower than its range (%.2f-%.2f A)" % (f_obs.d_min(), lo, hi))
+  return problems
+
+
+def crystal_network_start(f_obs, model, n_sites, params, notes, timings):
+  """Patterson -> crystal network -> the image (its n_sites highest peaks)
+  -> every Laue orientation x translation function -> CC -> rigid body
+  (cctbx_p2a.placement).  Returns (xray.structure, CC) or None."""
+  from cctbx_p2a import placement
+  t = time.time()
+  x, d_cut = network_input(f_obs, model)
+  atom_map = model.predict(x)
+  image = placement.image_from_atom_map(atom_map, model.output_voxel, n_sites,
+                                        threshold=params.sites.peak_threshold)
+  timings["crystal_network"] = time.time() - t
+  if image is None or len(image.sites_cart) < 3:
+    notes.append("crystal network %s: its map shows %d peaks above %.2f; no start from it" % (
+      model.name, 0 if image is None else len(image.sites_cart), params.sites.peak_threshold))
+    return None
+  t = time.time()
+  placed = placement.place(f_obs, image, params)
+  best = placed.best
+  rotation = placement.laue_rotations(f_obs.crystal_symmetry())[best.orientation]
+  xs, cc = best.xray_structure, best.cc
+  if params.placement.rigid_body:
+    turn, shift, u, cc_rigid = placement.rigid_body_refine(f_obs, image, rotation, best.translation,
+                                                           params.placement.u_iso)
+    if cc_rigid > cc:
+      xs, cc = placement.placed_structure(image, turn, shift, f_obs.crystal_symmetry(), u), cc_rigid
+  timings["placement"] = time.time() - t
+  notes.append("crystal network %s: image of %d peaks%s, placed in %d Laue orientations, CC %.3f" % (
+    model.name, len(image.sites_cart), "" if d_cut is None else " (Patterson cut at %.2f A)" % d_cut,
+    placed.n_orientations, cc))
+  return xs, cc
+
+
+def crystal_starts(f_obs, params, n_sites, element, route, notes, timings, crystal_model=None,
+                   chosen=None):
+  """The starts in the data's space group, made only when asked for (the
+  caller stops at the first solved one): the crystal network's placed image
+  when one is chosen (crystal_model_for), charge flipping (smtbx; its map's
+  highest peaks), then the best dual-space trials round by round
+  (cctbx_p2a.dual_space) until baselines.dual_space.n_trials or
   max_seconds.  Yields (xray.structure, score, kind of start, what it is)."""
   from cctbx_p2a import baselines, dual_space
+  if route == "conventional":
+    model = crystal_model_for(f_obs, params, notes, crystal_model)
+    placed = crystal_network_start(f_obs, model, n_sites, params, notes, timings) if model else None
+    if placed is not None:
+      if chosen is not None:
+        chosen["crystal_model"] = model.name
+      yield placed[0], placed[1], "crystal_network", "crystal network %s placed, CC" % model.name
   if route in ("conventional", "charge_flipping"):
     t = time.time()
     flipped = baselines.charge_flipping(f_obs, n_sites=n_sites, scattering_type=element,

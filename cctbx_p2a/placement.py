@@ -57,6 +57,18 @@ def image_of_structure(xray_structure):
   return MoleculeImage.of(frac @ orth.T, elements)
 
 
+def image_from_atom_map(atom_map, voxel, n_sites, threshold=0.1):
+  """A crystal network's map (cctbx_p2a.crystal_data: one copy of the
+  molecule, centred) read as an image: its n_sites highest peaks, all carbon
+  (the map draws every atom alike; the composition retypes them in the
+  finishing), or None when no peak stands above threshold."""
+  from cctbx_p2a import sites
+  peaks, _ = sites.find_peaks(atom_map, voxel, threshold=threshold, max_peaks=n_sites)
+  if len(peaks) == 0:
+    return None
+  return MoleculeImage.of(peaks, ["C"] * len(peaks))
+
+
 def rotation_about(axis, degrees):
   axis = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
   a = np.radians(degrees)
@@ -190,7 +202,7 @@ class Placement:
 
 def default_params():
   from cctbx_p2a import phasing, phil
-  return phil.extract("placement", *phasing.SOLVE_SCOPES)
+  return phil.extract(*phasing.SOLVE_SCOPES)
 
 
 OVERSAMPLED_PEAKS = 8   # translation peaks looked at per distinct one wanted: the permissible

@@ -91,7 +91,7 @@ def solve_plot(result):
                     "value beyond %.1f A" % (note, ORIGIN_RADIUS), fontsize=9)
   xyz, bonds = molecule_cartesian(result.xray_structure)
   if a is not None:
-    half = a.shape[0] / 2 * result.voxel
+    half = a.shape[0] / 2 * (getattr(result, "atom_map_voxel", None) or result.voxel)
     im = axes[1].imshow(a.max(axis=2).T, origin="lower", extent=[-half, half] * 2, cmap="magma")
     fig.colorbar(im, ax=axes[1], shrink=0.8, label="atom map")
     if len(xyz):

@@ -56,10 +56,18 @@ class Geometry:
 
   def __init__(self, params):
     self.input = patterson.GridSpec.from_edge(params.patterson.box_edge, params.patterson.voxel)
-    self.output = patterson.GridSpec.from_edge(params.target.output_box_edge, params.patterson.voxel)
+    voxel = params.target.voxel or params.patterson.voxel
+    self.output = patterson.GridSpec.from_edge(params.target.output_box_edge, voxel)
+    self.upsample = int(round(params.patterson.voxel / voxel))
+    if self.upsample not in (1, 2) or abs(self.upsample * voxel - params.patterson.voxel) > 1e-6:
+      raise Sorry("target.voxel must be patterson.voxel (%.2f A) or half of it, not %.3f A." % (
+        params.patterson.voxel, voxel))
 
   def as_dict(self):
-    return {"input_n": self.input.n, "output_n": self.output.n, "voxel": self.input.voxel}
+    grid = {"input_n": self.input.n, "output_n": self.output.n, "voxel": self.input.voxel}
+    if self.upsample != 1:
+      grid["output_voxel"] = self.output.voxel
+    return grid
 
 
 def make_pair(params, geometry, stream, k):
@@ -70,7 +78,12 @@ def make_pair(params, geometry, stream, k):
 
 def make_batch(params, geometry, stream, examples, device="cpu"):
   """(inputs (B, 1, n_in^3), targets (B, 1, n_out^3)) of the given example
-  numbers of a stream, by train.data_path."""
+  numbers of a stream, by train.data_path (or from train.crystal_store)."""
+  if params.train.crystal_store:
+    from cctbx_p2a import crystal_data
+    seeds = [example_seed(params.train.seed, stream, k) for k in examples]
+    store = crystal_data.training_split(params.train, held_out=stream != TRAIN_STREAM)
+    return crystal_data.training_batch(seeds, store, params, geometry.input, geometry.output, device=device)
   if params.train.data_path == "fast":
     from cctbx_p2a import batch_data
     seeds = [example_seed(params.train.seed, stream, k) for k in examples]
@@ -284,12 +297,21 @@ class Trainer:
     self.device = choose_device(params, self.dist.local_rank, self.dist.local_world_size)
     self.dist.start(self.device)
     self.bf16 = use_bf16(params, self.device)
-    if t.data_path == "fast":
+    if t.data_path == "fast" or t.crystal_store:
       from cctbx_p2a import batch_data
       batch_data.check_supported(params.patterson)
+    if t.resume and t.crystal_store and not t.crystal_count:   # the resumed run's crystals
+      t.crystal_count = torch.load(t.resume, map_location="cpu", weights_only=False).get("crystal_count")
+    self.crystals = None
+    if t.crystal_store:
+      from cctbx_p2a import crystal_data
+      self.crystals = crystal_data.check_training_store(params)
+      print(self.crystals["summary"], file=self.log)
+      t.crystal_count = self.crystals["crystal_count"]
     torch.manual_seed(t.seed)
     self.net = network.build(params.network.architecture, self.geometry.input.n, self.geometry.output.n,
-                             params.network.channels).to(self.device)
+                             params.network.channels, symmetric=params.target.inverses,
+                             upsample=self.geometry.upsample).to(self.device)
     self.opt = torch.optim.AdamW(self.net.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)
     os.makedirs(t.output_dir, exist_ok=True)
     self.stem = os.path.join(t.output_dir, t.name)
@@ -368,6 +390,7 @@ class Trainer:
       "history": self.history, "elapsed_s": self.elapsed_before + elapsed,
       "torch_rng": torch.get_rng_state(), "params": params_text(self.params), "init_from": self.init_from,
       "batch_size": self.params.train.batch_size, "world_size": self.world_size,
+      "crystal_count": self.params.train.crystal_count,
       "examples_seen": self.step * self.params.train.batch_size})
 
   def train(self):
@@ -456,7 +479,13 @@ class Trainer:
     if self.init_from:
       card["training"]["init_from"] = self.init_from
     net_cpu = self.net.to("cpu").eval()
-    if finished and t.evaluation_cases > 0:
+    if self.crystals:
+      from cctbx_p2a import crystal_data
+      crystal_data.card_for_crystals(card, self.crystals)
+      if finished and t.evaluation_cases > 0:
+        card["metrics"] = crystal_data.evaluate_network(network.Model(net_cpu, card), self.params,
+                                                        t.evaluation_cases, log=self.log)
+    elif finished and t.evaluation_cases > 0:
       from cctbx_p2a import evaluation
       model = network.Model(net_cpu, card)
       card["metrics"] = evaluation.evaluate_network(model, self.params, t.evaluation_cases, log=self.log)
@@ -515,7 +544,8 @@ def model_card(params, geometry, net, history, seconds, device, finished):
     "name": t.name,
     "format": "cctbx_p2a model card v1",
     "architecture": {"name": params.network.architecture, "channels": params.network.channels,
-                     "parameters": network.count_parameters(net)},
+                     "parameters": network.count_parameters(net),
+                     "symmetric_output": bool(params.target.inverses), "upsample": geometry.upsample},
     "grid": geometry.as_dict(),
     "patterson": {"resolution_factor": params.patterson.resolution_factor,
                   "sharpening": params.patterson.sharpening,
@@ -523,6 +553,7 @@ def model_card(params, geometry, net, history, seconds, device, finished):
                   "input_d_min": params.patterson.input_d_min,
                   "normalisation": "zero mean, unit RMS over the input window"},
     "target": {"sigma": params.target.sigma, "inverses": params.target.inverses,
+               "voxel": geometry.output.voxel,
                "centre": params.target.centre},
     "training_data": {"seed": t.seed, "examples_seen": len(history) and history[-1]["step"] * t.batch_size,
                       "synthetic": phil_scope_dict(params, "synthetic")},

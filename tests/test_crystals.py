@@ -204,3 +204,73 @@ def test_compare_on_a_measured_folder(tmp_cwd):
   assert all(r["solved"] == (r["fraction_matched"] >= 0.9) for r in rows)
   assert [r["space_group"] for r in rows if r["set"] == "ylid"] == ["P 21 21 21"] * 2
   assert os.path.getsize("cmp.png") > 1000
+
+
+class OracleCrystalNetwork:
+  """Stands in for a perfect crystal network (cctbx_p2a.crystal_data): its
+  map holds the true molecule, centred, on 0.5 A voxels, whatever the
+  input.  It pins the plumbing of the crystal route's network start, not
+  any network's accuracy."""
+
+  def __init__(self, image_sites, space_groups, d_min=(1.0, 2.5)):
+    from cctbx_p2a import model_files
+    self.card = {"name": "oracle", "architecture": {"name": "oracle"},
+                 "grid": {"input_n": 32, "output_n": 48, "voxel": 1.0, "output_voxel": 0.5},
+                 "patterson": {"input_d_min": 2.0, "resolution_factor": 0.25},
+                 "domain": {"molecule_source": "packed crystals", "space_groups": list(space_groups),
+                            "d_min": list(d_min)}}
+    self.info = model_files.ModelInfo(self.card)
+    self.sites = np.asarray(image_sites)
+    self.inputs = []
+
+  def __getattr__(self, name):
+    return getattr(self.info, name)
+
+  def predict(self, grid):
+    self.inputs.append(grid)
+    c = (np.arange(48) - 23.5) * 0.5
+    g = np.exp(-(c[None, None, :] - self.sites[:, :, None]) ** 2 / (2 * 0.4 ** 2))   # (atoms, 3, 48)
+    return np.einsum("ai,aj,ak->ijk", g[:, 0], g[:, 1], g[:, 2]).astype(np.float32)
+
+
+def test_crystal_network_start_solves_thpp_when_its_image_is_right():
+  """With a network that draws the molecule right, the crystal route's first
+  start (image -> Laue orientations x translation function -> rigid body ->
+  finishing) solves thpp cut to 1.5 A, where charge flipping does not."""
+  from cctbx_p2a import placement
+  observed, reference = measured.load(measured.thpp_set())
+  f_obs = observed.f_obs.resolution_filter(d_min=1.5)
+  image = placement.image_of_structure(reference)
+  turned = image.sites_cart @ placement.rotation_about([1, 2, 3], 4).T   # a slightly wrong image
+  oracle = OracleCrystalNetwork(turned, ["P 1 21/c 1"])
+  composition = " ".join("%s%d" % kv for kv in compare_counts(reference).items())
+  result = phasing.solve(f_obs, crystal_model=oracle, **{"solve.composition": composition})
+  assert result.start == "crystal_network", result.notes
+  assert result.solved and str(result.xray_structure.space_group_info()) == "P 1 21/n 1"
+  assert fraction_placed(reference, result.xray_structure)[0] >= 0.9
+  assert len(oracle.inputs) == 1 and oracle.inputs[0].shape == (32, 32, 32)
+  assert any("crystal network oracle: image of 16 peaks" in n for n in result.notes)
+
+
+def compare_counts(reference):
+  from cctbx_p2a import compare
+  return compare.composition_counts(reference)
+
+
+def test_crystal_network_domain_is_the_space_group_type_and_resolution():
+  observed, reference = measured.load(measured.thpp_set())
+  f_obs = observed.f_obs.resolution_filter(d_min=2.0)
+  # P2_1/n is P2_1/c in another setting: same type (14), so inside
+  assert phasing.crystal_domain_problems(f_obs, OracleCrystalNetwork(np.zeros((3, 3)), ["P 1 21/c 1"])) == []
+  problems = phasing.crystal_domain_problems(f_obs, OracleCrystalNetwork(np.zeros((3, 3)), ["P 21 21 21"]))
+  assert len(problems) == 1 and "No. 14" in problems[0]
+  low = observed.f_obs.resolution_filter(d_min=2.8)
+  assert "resolution" in phasing.crystal_domain_problems(low, OracleCrystalNetwork(
+    np.zeros((3, 3)), ["P 1 21/c 1"]))[0]
+  params = phasing.default_params()
+  notes = []
+  assert phasing.crystal_model_for(f_obs, params, notes, OracleCrystalNetwork(
+    np.zeros((3, 3)), ["P -1"])) is None
+  assert "crystal network oracle skipped" in notes[0]
+  params.solve.crystal_model = "none"
+  assert phasing.crystal_model_for(f_obs, params, []) is None

@@ -67,6 +67,26 @@ def test_numpy_engine_gives_the_torch_output(tmp_path):
   assert np.abs(fast.predict(x) - expected).max() < 1e-5 * np.abs(expected).max() + 1e-6
 
 
+def test_crystal_unet_upsamples_and_is_free_of_inversion(tmp_path):
+  """The crystal network draws one copy of the molecule on 0.5 A voxels:
+  its output is twice as fine and not symmetrised, in both engines."""
+  torch.manual_seed(3)
+  net = network.build("unet", 32, 48, 4, symmetric=False, upsample=2).eval()
+  x = np.random.default_rng(2).normal(size=(32, 32, 32)).astype(np.float32)
+  card = _card()
+  card["architecture"].update(symmetric_output=False, upsample=2)
+  card["grid"].update(output_n=48, output_voxel=0.5)
+  network.save(net, str(tmp_path / "c"), card)
+  torch_model, numpy_model = network.load(str(tmp_path / "c")), model_files.load(str(tmp_path / "c"))
+  assert isinstance(numpy_model, inference.NumpyModel)
+  y = torch_model.predict(x)
+  assert y.shape == (48, 48, 48) and numpy_model.output_voxel == 0.5 and numpy_model.output_box_edge == 24
+  assert not np.allclose(y, y[::-1, ::-1, ::-1], atol=1e-3)
+  assert np.abs(numpy_model.predict(x) - y).max() < 1e-5 * np.abs(y).max() + 1e-6
+  with pytest.raises(Sorry):
+    network.build("hurwitz2020", 16, 32, 4, upsample=2)
+
+
 def test_phasing_does_not_import_torch():
   """torch takes seconds to import; p2a.solve on a shipped unet must not need it."""
   code = ("import sys, cctbx_p2a; from cctbx_p2a import phil, synthetic; "

@@ -12,7 +12,7 @@ from libtbx.utils import Sorry
 from cctbx_p2a import phil
 from cctbx_p2a.programs import common
 
-master_phil_str = phil.master_phil_str("input", "reflections", "solve", "baselines")
+master_phil_str = phil.master_phil_str("input", "reflections", "solve", "baselines", "placement")
 
 
 class Program(ProgramTemplate):
