@@ -144,9 +144,9 @@ def main():
               "%.0f s" % (name, cut, model.name[:28], r["image_within_0_5"], r["n_atoms"], r["image_within_1_0"],
                           r["n_peaks"], r["final_matched"], r["n_atoms"], "MATCH" if r["matches"] else "-",
                           "P2A-SOLVED" if r["p2a_solved"] else "", r["time_s"]), file=sys.stderr, flush=True)
-  print("| cases | cut (A) | network | image atoms within 0.5 A | within 1.0 A | matches published "
-        "(>= 90 % within 0.5 A) | p2a would call it solved |")
-  print("|---|---|---|---|---|---|---|")
+  print("| cases | cut (A) | network | image atoms within 0.5 A | within 1.0 A | atoms within 0.5 A after "
+        "finishing | matches published (>= 90 % within 0.5 A) | p2a would call it solved |")
+  print("|---|---|---|---|---|---|---|---|")
   for kind in ("packed", "measured"):
     for cut in [float(c) for c in args.cuts.split(",")]:
       for model in models:
@@ -155,10 +155,11 @@ def main():
         if not sel:
           continue
         atoms = sum(r["n_atoms"] for r in sel)
-        print("| %d %s | %.1f | %s | %.0f %% | %.0f %% | %d | %d |" % (
+        print("| %d %s | %.1f | %s | %.0f %% | %.0f %% | %.0f %% | %d | %d |" % (
           len(sel), kind, cut, "trained" if model is trained else "untrained (control)",
           100.0 * sum(r["image_within_0_5"] for r in sel) / atoms,
           100.0 * sum(r["image_within_1_0"] for r in sel) / atoms,
+          100.0 * sum(r["final_matched"] for r in sel) / atoms,
           sum(r["matches"] for r in sel), sum(r["p2a_solved"] for r in sel)))
   if args.json:
     with open(args.json, "w") as f:

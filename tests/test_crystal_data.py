@@ -131,3 +131,24 @@ def test_training_run_on_a_store(tmp_path, thpp_crystal):
   from cctbx_p2a import network
   model = network.load(str(tmp_path / "p2a_model"))
   assert model.net.symmetric is False
+
+
+def test_pack_store_grows_and_skips_what_it_holds(tmp_path):
+  pytest.importorskip("pyxtal")
+  pytest.importorskip("rdkit")
+  from cctbx_p2a import packing
+  params = packing.default_params()
+  params.packing.n_atoms = [6, 9]
+  path = str(tmp_path / "store.npz")
+  store = crystal_data.pack_store(path, [3], params)
+  assert [c.seed for c in store.crystals] == [3]
+  first = store.crystals[0]
+  store = crystal_data.pack_store(path, [3, 4], params)   # seed 3 is not packed again
+  assert [c.seed for c in store.crystals] == [3, 4]
+  again = crystal_data.CrystalStore.load(path).crystals[0]
+  assert np.allclose(again.sites_frac, first.sites_frac, atol=1e-6) and again.hall == first.hall
+  # the stored crystal is the packed one: its molecule's non-H atoms, its symmetry
+  crystal = packing.generate(4, params)
+  stored = crystal_data.CrystalStore.load(path).crystals[1]
+  assert stored.hall == crystal.xray_structure.space_group().type().hall_symbol()
+  assert int((~stored.is_hydrogen).sum()) == crystal.molecule.n_atoms
