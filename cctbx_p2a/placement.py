@@ -317,6 +317,7 @@ def finish_placed(f_obs, image, composition=None, params=None):
   finished = finishing.finish(start, f_obs, params, n_sites, composition=composition)
   chemistry = params.success.chemistry_check in ("auto", "True")   # molecules have bonds
   explained, reasons = phasing.verdict(finished.xray_structure, finished.r1, finished.cc, f_obs, params,
-                                       chemistry=chemistry, elements_known=bool(composition))
+                                       chemistry=chemistry, elements_known=bool(composition),
+                                       n_expected=n_sites)   # as p2a.solve judges: every atom placed
   return PlacedSolution(placement=placement, finished=finished, explained=explained, reasons=reasons,
                         seconds=time.time() - t0)
