@@ -8,8 +8,8 @@ every case and cut, and for the trained network and the same network
 untrained (compare.untrained_model: same architecture, grids and read-out,
 torch's default initialisation, map put on the trained map's scale):
 
-  1. the Patterson window of |F_obs| (patterson.model_input_from_params with
-     the card's settings) -> the network's map;
+  1. the Patterson window of |F_obs| (phasing.network_input: as the card
+     says, the input p2a.solve gives it) -> the network's map;
   2. image: the map's n highest peaks (n = the composition's atom count)
      against the true molecule centred on its centroid, in the best of its
      Laue orientations (atoms within 0.5 and 1.0 A; the read-out tries them
@@ -34,7 +34,7 @@ import time
 import cctbx_p2a  # noqa: F401  (import order)
 import numpy as np
 
-from cctbx_p2a import baselines, compare, crystal_data, measured, model_files, patterson, phil, placement
+from cctbx_p2a import baselines, compare, crystal_data, measured, model_files, phasing, placement
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -69,15 +69,6 @@ def measured_cases(folder):
   return out
 
 
-def patterson_params(card):
-  params = phil.extract("patterson")
-  params.patterson.box_edge = card["grid"]["input_n"] * card["grid"]["voxel"]
-  params.patterson.voxel = card["grid"]["voxel"]
-  for key in ("resolution_factor", "sharpening", "origin_peak_removal", "input_d_min"):
-    setattr(params.patterson, key, card["patterson"][key])
-  return params.patterson
-
-
 def image_score(image, reference):
   """Atoms of the true image (its best Laue copy) within 0.5 and 1.0 A of
   the image's sites: the map's n highest peaks, which is all the read-out
@@ -93,10 +84,10 @@ def image_score(image, reference):
   return best[1], best[0]
 
 
-def run_case(model, name, f_obs, reference, cut, params, p_params):
+def run_case(model, name, f_obs, reference, cut, params):
   f = f_obs.resolution_filter(d_min=cut)
   t0 = time.time()
-  x = patterson.model_input_from_params(f, p_params)
+  x = phasing.network_input(f, model)[0]
   y = model.predict(x)
   if "untrained" in model.name:
     y = compare.on_atom_map_scale(y)
@@ -131,14 +122,13 @@ def main():
   trained = model_files.load(args.model)
   models = [trained, compare.untrained_model(trained)]
   params = placement.default_params()
-  p_params = patterson_params(trained.card)
   cases = (packed_cases(trained.card, args.packed, args.store) if args.packed else []) + \
     (measured_cases(args.folder) if args.measured else [])
   rows = []
   for name, f_obs, reference in cases:
     for cut in [float(c) for c in args.cuts.split(",")]:
       for model in models:
-        r = run_case(model, name, f_obs, reference, cut, params, p_params)
+        r = run_case(model, name, f_obs, reference, cut, params)
         rows.append(r)
         print("%-22s %.1f %-28s image %2d/%2d within 0.5, %2d within 1.0 (%3d peaks) | final %2d/%-2d %s %s "
               "%.0f s" % (name, cut, model.name[:28], r["image_within_0_5"], r["n_atoms"], r["image_within_1_0"],

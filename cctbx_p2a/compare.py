@@ -153,8 +153,7 @@ def untrained_model(trained, seed=CONTROL_SEED):
   card = copy.deepcopy(trained.card)
   arch, grid = card["architecture"], card["grid"]
   torch.manual_seed(seed)
-  net = network.build(arch["name"], grid["input_n"], grid["output_n"], arch["channels"],
-                      symmetric=arch.get("symmetric_output", True), upsample=arch.get("upsample", 1))
+  net = network.build_from_card(arch, grid)
   card["name"] = "%s_untrained_seed%d" % (trained.name, seed)
   card.pop("metrics", None)  # the trained model's mass per atom etc. do not apply
   card["training"] = {"steps": 0, "note": "untrained control (torch default initialisation)"}

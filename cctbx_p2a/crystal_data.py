@@ -52,7 +52,8 @@ class StoredCrystal:
 
   def orthogonalisation(self):
     from cctbx import uctbx
-    return np.array(uctbx.unit_cell(self.cell).orthogonalization_matrix()).reshape(3, 3)
+    from cctbx_p2a import placement
+    return placement.orthogonalisation(uctbx.unit_cell(self.cell))
 
   def p1_sites_cart(self):
     """(sites_cart, elements, is_hydrogen) of the whole unit cell, every atom

@@ -134,6 +134,14 @@ def build(architecture, n_in, n_out, channels, symmetric=True, upsample=1):
                                      upsample=upsample)
 
 
+def build_from_card(architecture, grid):
+  """The network a card describes (cards before the crystal network have
+  neither symmetric_output nor upsample: symmetric, not upsampled)."""
+  return build(architecture["name"], grid["input_n"], grid["output_n"], architecture["channels"],
+               symmetric=architecture.get("symmetric_output", True),
+               upsample=architecture.get("upsample", 1))
+
+
 def count_parameters(model):
   return sum(p.numel() for p in model.parameters())
 
@@ -181,9 +189,7 @@ def load(name_or_path=None, check_sha256=True):
   if check_sha256:
     model_files.check_weights(stem + ".pt", card.get("sha256"))
   blob = torch.load(stem + ".pt", map_location="cpu", weights_only=True)
-  arch = blob["architecture"]
-  net = build(arch["name"], blob["grid"]["input_n"], blob["grid"]["output_n"], arch["channels"],
-              symmetric=arch.get("symmetric_output", True), upsample=arch.get("upsample", 1))
+  net = build_from_card(blob["architecture"], blob["grid"])
   net.load_state_dict(blob["state_dict"])
   return Model(net, card, path=stem + ".pt")
 

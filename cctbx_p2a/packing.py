@@ -197,7 +197,7 @@ def orthogonalisation_matrix(cell):
   a, b, c = cell[:3]
   ca, cb, cg = np.cos(np.radians(cell[3:6]))
   sg = np.sin(np.radians(cell[5]))
-  volume = a * b * c * np.sqrt(max(1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg, 0.0))
+  volume = cell_volume(cell)
   return np.array([[a, b * cg, c * cb],
                    [0.0, b * sg, c * (ca - cb * cg) / sg],
                    [0.0, 0.0, volume / (a * b * sg)]])

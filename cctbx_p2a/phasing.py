@@ -550,20 +550,12 @@ def crystal_network_start(f_obs, model, n_sites, params, notes, timings):
       model.name, 0 if image is None else len(image.sites_cart), params.sites.peak_threshold))
     return None
   t = time.time()
-  placed = placement.place(f_obs, image, params)
-  best = placed.best
-  rotation = placement.laue_rotations(f_obs.crystal_symmetry())[best.orientation]
-  xs, cc = best.xray_structure, best.cc
-  if params.placement.rigid_body:
-    turn, shift, u, cc_rigid = placement.rigid_body_refine(f_obs, image, rotation, best.translation,
-                                                           params.placement.u_iso)
-    if cc_rigid > cc:
-      xs, cc = placement.placed_structure(image, turn, shift, f_obs.crystal_symmetry(), u), cc_rigid
+  placed = placement.place_rigid(f_obs, image, params)
   timings["placement"] = time.time() - t
   notes.append("crystal network %s: image of %d peaks%s, placed in %d Laue orientations, CC %.3f" % (
     model.name, len(image.sites_cart), "" if d_cut is None else " (Patterson cut at %.2f A)" % d_cut,
-    placed.n_orientations, cc))
-  return xs, cc
+    placed.n_orientations, placed.rigid.cc))
+  return placed.rigid.xray_structure, placed.rigid.cc
 
 
 def crystal_starts(f_obs, params, n_sites, element, route, notes, timings, crystal_model=None,

@@ -288,20 +288,12 @@ class PlacedSolution:
   seconds: float
 
 
-def finish_placed(f_obs, image, composition=None, params=None):
-  """place() -> the best start -> rigid-body refinement (placement.rigid_body)
-  -> finishing.finish (the composition, when
-  given, fixes the atom count and the elements) -> phasing.verdict.
-  Without a composition the image's own atoms and elements are the count."""
-  from cctbx_p2a import finishing, phasing
-  params = params or default_params()
-  t0 = time.time()
+def place_rigid(f_obs, image, params):
+  """place() -> its best start, refined as a rigid body when
+  placement.rigid_body (kept only when CC rises).  Returns the Placement,
+  with .rigid set to that start (a Candidate)."""
+  from cctbx_p2a import finishing
   placement = place(f_obs, image, params)
-  if composition is None:
-    composition = {}
-    for e in image.elements:
-      composition[e] = composition.get(e, 0) + 1
-  n_sites = int(sum(finishing.composition_sites(composition).values()))
   best = placement.best
   if params.placement.rigid_body:
     rotation = laue_rotations(f_obs.crystal_symmetry())[best.orientation]
@@ -313,7 +305,24 @@ def finish_placed(f_obs, image, composition=None, params=None):
       best = Candidate(orientation=best.orientation, peak_rank=best.peak_rank, translation=tuple(t),
                        tf_height=best.tf_height, cc=cc, r1=r1, xray_structure=xs)
   placement.rigid = best
-  start = best.xray_structure.deep_copy_scatterers()
+  return placement
+
+
+def finish_placed(f_obs, image, composition=None, params=None):
+  """place() -> the best start -> rigid-body refinement (placement.rigid_body)
+  -> finishing.finish (the composition, when
+  given, fixes the atom count and the elements) -> phasing.verdict.
+  Without a composition the image's own atoms and elements are the count."""
+  from cctbx_p2a import finishing, phasing
+  params = params or default_params()
+  t0 = time.time()
+  placement = place_rigid(f_obs, image, params)
+  if composition is None:
+    composition = {}
+    for e in image.elements:
+      composition[e] = composition.get(e, 0) + 1
+  n_sites = int(sum(finishing.composition_sites(composition).values()))
+  start = placement.rigid.xray_structure.deep_copy_scatterers()
   finished = finishing.finish(start, f_obs, params, n_sites, composition=composition)
   chemistry = params.success.chemistry_check in ("auto", "True")   # molecules have bonds
   explained, reasons = phasing.verdict(finished.xray_structure, finished.r1, finished.cc, f_obs, params,

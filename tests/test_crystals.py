@@ -13,7 +13,7 @@ from cctbx import crystal, sgtbx, xray
 from cctbx.array_family import flex
 from iotbx.cli_parser import run_program
 
-from cctbx_p2a import baselines, files, finishing, measured, phasing, synthetic
+from cctbx_p2a import baselines, compare, files, finishing, measured, phasing, synthetic
 from cctbx_p2a.programs import common, solve
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -243,18 +243,13 @@ def test_crystal_network_start_solves_thpp_when_its_image_is_right():
   image = placement.image_of_structure(reference)
   turned = image.sites_cart @ placement.rotation_about([1, 2, 3], 4).T   # a slightly wrong image
   oracle = OracleCrystalNetwork(turned, ["P 1 21/c 1"])
-  composition = " ".join("%s%d" % kv for kv in compare_counts(reference).items())
+  composition = " ".join("%s%d" % kv for kv in compare.composition_counts(reference).items())
   result = phasing.solve(f_obs, crystal_model=oracle, **{"solve.composition": composition})
   assert result.start == "crystal_network", result.notes
   assert result.solved and str(result.xray_structure.space_group_info()) == "P 1 21/n 1"
   assert fraction_placed(reference, result.xray_structure)[0] >= 0.9
   assert len(oracle.inputs) == 1 and oracle.inputs[0].shape == (32, 32, 32)
   assert any("crystal network oracle: image of 16 peaks" in n for n in result.notes)
-
-
-def compare_counts(reference):
-  from cctbx_p2a import compare
-  return compare.composition_counts(reference)
 
 
 def test_crystal_network_domain_is_the_space_group_type_and_resolution():
