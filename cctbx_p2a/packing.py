@@ -88,10 +88,17 @@ def pyxtal_modules():
 
 
 def space_group_number(space_group):
-  if space_group not in SPACE_GROUPS:
-    raise Sorry("Unknown space group %r for packing: choose from %s." % (
+  """ITA number of a space group: a key of SPACE_GROUPS (the training
+  groups) or any symbol cctbx reads (other groups serve benchmarks of the
+  crystal route, e.g. benchmarks/space_groups.py)."""
+  if space_group in SPACE_GROUPS:
+    return SPACE_GROUPS[space_group]
+  from cctbx import sgtbx
+  try:
+    return sgtbx.space_group_info(symbol=space_group).type().number()
+  except RuntimeError:
+    raise Sorry("Unknown space group %r for packing: give a symbol cctbx reads (e.g. %s)." % (
       space_group, ", ".join(SPACE_GROUPS)))
-  return SPACE_GROUPS[space_group]
 
 
 def hall_symbol(hall_number):
@@ -298,9 +305,20 @@ class RigidPacking:
     return float(np.square(excess[excess > 0]).sum()), float(excess.max())
 
   def free_cell_moves(self):
-    """Indices of the cell parameters the crystal system lets vary."""
-    return {"Triclinic": [0, 1, 2, 3, 4, 5], "Monoclinic": [0, 1, 2, 4],
-            "Orthorhombic": [0, 1, 2]}.get(self.system, [0, 1, 2])
+    """Indices of the cell parameters the crystal system lets vary (for
+    tetragonal, trigonal and hexagonal cells b follows a: tie_cell)."""
+    return {"Triclinic": [0, 1, 2, 3, 4, 5], "Monoclinic": [0, 1, 2, 4], "Orthorhombic": [0, 1, 2],
+            "Tetragonal": [0, 2], "Trigonal": [0, 2], "Hexagonal": [0, 2]}.get(self.system, [])
+
+  def tie_cell(self, cell):
+    """The cell with the crystal system's equal lengths made equal again
+    (a = b for tetragonal, trigonal and hexagonal axes, a = b = c for cubic
+    and rhombohedral axes); others unchanged."""
+    if self.system in ("Tetragonal", "Hexagonal") or (self.system == "Trigonal" and cell[5] > 119):
+      cell[1] = cell[0]
+    elif self.system in ("Cubic", "Trigonal"):
+      cell[1] = cell[2] = cell[0]
+    return cell
 
 
 def relax(packing, rng, max_steps, cell_step=0.01, angle_step=1.0, rotation_step=3.0,
@@ -320,7 +338,7 @@ def relax(packing, rng, max_steps, cell_step=0.01, angle_step=1.0, rotation_step
   for step in range(max_steps):
     if worst <= 0:
       return True, step
-    kind = rng.random()
+    kind = rng.random() if free else 0.3 + 0.7 * rng.random()   # a cubic cell has no shape to change
     cell, rotation, centroid = packing.cell, packing.rotation, packing.centroid
     if kind < 0.3:
       cell = cell.copy()
@@ -335,6 +353,7 @@ def relax(packing, rng, max_steps, cell_step=0.01, angle_step=1.0, rotation_step
         cell[i] += scale * angle_step * rng.normal()
         if not 60 < cell[i] < 120:
           continue
+      cell = packing.tie_cell(cell)
       cell[:3] *= (packing.volume() / packing.volume(cell)) ** (1 / 3)   # the volume exactly
     elif kind < 0.65:
       rotation = rotation_matrix(np.radians(scale * rotation_step) * rng.normal(size=3)) @ rotation
