@@ -52,6 +52,16 @@ def normalised(f_obs, reflections_per_bin=60):
   f = abs(f_obs.customized_copy(sigmas=None))
   f_sq = f.data().as_numpy_array() ** 2
   eps = f.epsilons().data().as_numpy_array().astype(float)
+  mean_at = shell_mean_f_sq_over_epsilon(f, reflections_per_bin)
+  return f.customized_copy(data=flex.double(np.sqrt(f_sq / (eps * mean_at))))
+
+
+def shell_mean_f_sq_over_epsilon(f, reflections_per_bin=60):
+  """<|F|^2/epsilon> in shells of d*^2 of about reflections_per_bin
+  reflections, interpolated linearly between shell centres and held
+  constant beyond the first and last (never extrapolated, so never <= 0)."""
+  f_sq = f.data().as_numpy_array() ** 2
+  eps = f.epsilons().data().as_numpy_array().astype(float)
   s = f.d_star_sq().data().as_numpy_array()
   order = np.argsort(s)
   n_bins = max(1, len(s) // reflections_per_bin)
@@ -59,8 +69,7 @@ def normalised(f_obs, reflections_per_bin=60):
   for chunk in np.array_split(order, n_bins):
     centres.append(s[chunk].mean())
     means.append(max((f_sq[chunk] / eps[chunk]).mean(), 1e-12))
-  mean_at = np.interp(s, centres, means)
-  return f.customized_copy(data=flex.double(np.sqrt(f_sq / (eps * mean_at))))
+  return np.interp(s, centres, means)
 
 
 def strong_normalised(f_obs, e_min, min_strong=20):
