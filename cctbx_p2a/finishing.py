@@ -113,6 +113,46 @@ def bonded_fraction(xray_structure, below=0.35, above=0.20):
   return bonded / n
 
 
+# Elements whose contacts follow covalent radii closely (no metal-ligand or
+# semi-coordination bonds, whose lengths spread far more).
+COVALENT_MAIN_GROUP = ("H", "D", "B", "C", "N", "O", "F", "Si", "P", "S", "Cl", "Se", "Br", "I")
+
+
+def impossible_contacts(xray_structure, below=0.40, above=0.20, gap=0.45):
+  """Pairs of main-group atoms (COVALENT_MAIN_GROUP) too close for any bond
+  (shorter than the sum of covalent radii -below: C-C under 1.12 A, where a
+  C#C triple bond is 1.20), or too far apart for a bond and too close for
+  anything else: longer than the sum +above, shorter than the sum +gap
+  (C...C 1.74-1.99 A; the 1,3 distance across a C-C-C angle is 2.5 A,
+  across a four-membered ring 2.1 A).  A right structure has none; a wrong light atom beside a heavy atom
+  that dominates |F| often makes one while R1 stays low (measured:
+  4-bromobutyronitrile in Pna2_1, two atoms wrong at R1 0.049, C...C 1.78
+  A).  Returns [(i, j, distance, sum of radii)], symmetry copies included."""
+  from cctbx import crystal
+  from cctbx.eltbx import covalent_radii
+  n = xray_structure.scatterers().size()
+  types = list(xray_structure.scatterers().extract_scattering_types())
+  main = [t in COVALENT_MAIN_GROUP for t in types]
+  if sum(main) < 1 or (n < 2 and xray_structure.space_group().order_z() == 1):
+    return []
+  radii = [covalent_radii.table(t).radius() if t not in ("H", "D") else 0.31 for t in types]
+  cutoff = 2 * max(r for r, m in zip(radii, main) if m) + gap
+  pairs = crystal.pair_asu_table(xray_structure.asu_mappings(buffer_thickness=cutoff))
+  pairs.add_all_pairs(distance_cutoff=cutoff)
+  uc, frac = xray_structure.unit_cell(), xray_structure.sites_frac()
+  found = []
+  for i, row in enumerate(pairs.extract_pair_sym_table()):
+    for j, ops in row.items():
+      if not (main[i] and main[j]):
+        continue
+      ideal = radii[i] + radii[j]
+      for op in ops:
+        d = uc.distance(frac[i], op * frac[j])
+        if d < ideal - below or ideal + above < d < ideal + gap:
+          found.append((i, j, d, ideal))
+  return found
+
+
 def distances_to_structure(xray_structure, sites_frac, cutoff=3.0):
   """For each fractional site, the shortest distance (A) to any atom of the
   structure or any of its symmetry copies (cutoff where none is closer)."""
@@ -208,6 +248,13 @@ def fit_overall_u_iso(xray_structure, f_obs, target, lo=0.002, hi=0.15, steps=12
       fd = residual(d)
   residual(0.5 * (a + b))
   return 0.5 * (a + b)
+
+
+# The shortest bonds between non-H atoms in small molecules: C#O 1.13 A,
+# C#N 1.14-1.16 A, C#C 1.18-1.20 A, less a margin.  A difference-map peak
+# this close to an atom can be a real atom (a nitrile N beside its C); the
+# F_obs map's shoulders of an atom's own peak need the wider 1.2 A.
+SHORTEST_BOND = 1.05
 
 
 def complete(xray_structure, f_obs, n_wanted, element="C", min_distance=1.2, avoid=None,
@@ -635,28 +682,32 @@ def rebuild_suspect_atoms(xs, fit, f_obs, n_sites, element, params, retype=None,
                           elements_known=True):
   """Replace the suspect atoms of a model that otherwise explains the data:
   drop them, refine, put the strongest peaks of the difference map (model
-  phases) in their place -- never where an atom was dropped before -- and
-  refine again.
+  phases) in their place -- not where an atom was dropped in the last
+  refinement.rebuild_tabu_rounds rounds -- and refine again.
   Rounds (refinement.rebuild_rounds) go on while suspects remain; the model
   of lowest R1 is kept.  This completes a half-right dual-space start (18 of
   23 sucrose atoms right at 1.2 A, R1 0.231 -> all 23, R1 0.066).
   fit = (R1, CC, F_calc) of xs; elements_known: see suspect_atoms.
   Returns (structure, fit, note or None)."""
   from cctbx.array_family import flex
-  best, best_fit, rejected, n_rounds = xs, fit, None, 0
+  best, best_fit, n_rounds = xs, fit, 0
+  dropped_by_round = []
   current = xs
   for _ in range(params.refinement.rebuild_rounds):
     suspect = suspect_atoms(current, params.success, elements_known)
     if not suspect.any() or suspect.all():
       break
     n_rounds += 1
-    dropped = current.select(flex.bool(suspect.tolist()))
-    rejected = dropped if rejected is None else rejected.concatenate(dropped)
+    dropped_by_round.append(current.select(flex.bool(suspect.tolist())))
+    tabu = dropped_by_round[-params.refinement.rebuild_tabu_rounds:]
+    rejected = tabu[0]
+    for more in tabu[1:]:
+      rejected = rejected.concatenate(more)
     current = current.select(flex.bool((~suspect).tolist()))
     refine_with_params(current, f_obs, params)
     for _ in range(2):  # again when two atoms refined onto one site
       current, _ = complete(current, f_obs, n_sites, element=element, avoid=rejected,
-                            difference=True)
+                            difference=True, min_distance=SHORTEST_BOND)
       refine_with_params(current, f_obs, params)
       current, n_merged = drop_overlapping_atoms(current)
       if not n_merged:

@@ -390,6 +390,14 @@ def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_ex
     if fraction < sp.min_bonded_fraction:
       reasons.append("only %.0f %% of the atoms lie at a bond length from a neighbour "
                      "(success.min_bonded_fraction=%.2f)" % (100 * fraction, sp.min_bonded_fraction))
+    impossible = finishing.impossible_contacts(xs)
+    if sp.max_impossible_contacts is not None and len(impossible) > sp.max_impossible_contacts:
+      labels = [sc.label for sc in xs.scatterers()]
+      reasons.append("%d contact(s) no molecule has, too long for a bond and too short for anything "
+                     "else, or too short for any bond: %s (success.max_impossible_contacts=%d)" % (
+                       len(impossible), ", ".join("%s-%s %.2f A" % (labels[i], labels[j], d)
+                                                  for i, j, d, _ in impossible[:4]),
+                       sp.max_impossible_contacts))
   return not reasons, reasons
 
 

@@ -107,6 +107,76 @@ def test_wrong_atoms_are_not_called_solved_and_are_rebuilt():
     "15 of the composition's 16 non-H atoms placed: an incomplete structure (success.max_atoms_missing=0)"]
 
 
+def test_rebuild_can_refill_a_site_it_dropped_earlier():
+  """thpp at 1.2 A, every atom right but one smeared to U_iso 0.45: it is
+  dropped as suspect, and its site is the difference map's strongest peak.
+  Banned from refilling for good (the tabu as long as the rounds), the
+  rebuild never fills it; banned for 3 rounds it comes back, 16 of 16."""
+  observed, reference = measured.load(measured.thpp_set())
+  f_obs = observed.f_obs.resolution_filter(d_min=1.2)
+  params = phasing.default_params()
+  xs = finishing.structure_of_sites(f_obs.crystal_symmetry(), reference.sites_frac(), u_iso=0.03)
+  for sc, published in zip(xs.scatterers(), reference.scatterers()):
+    sc.scattering_type = published.scattering_type
+  xs.scatterers()[4].u_iso = 0.45
+  fit = finishing.r1_and_cc(f_obs, xs)
+  assert finishing.suspect_atoms(xs, params.success).nonzero()[0].tolist() == [4]
+  assert params.refinement.rebuild_tabu_rounds == 3
+  rebuilt, _, note = finishing.rebuild_suspect_atoms(xs.deep_copy_scatterers(), fit, f_obs, 16, "C", params)
+  assert note and fraction_placed(reference, rebuilt)[0] == 1.0, note
+  params.refinement.rebuild_tabu_rounds = params.refinement.rebuild_rounds
+  _, _, note = finishing.rebuild_suspect_atoms(xs.deep_copy_scatterers(), fit, f_obs, 16, "C", params)
+  assert note is None
+
+
+def test_difference_completion_places_a_nitrile_nitrogen():
+  """A C#N bond is 1.15 A: the difference-map completion of the rebuild
+  must place an atom that close (finishing.SHORTEST_BOND), which the F_obs
+  map's 1.2 A rule would refuse (a Fdd2 crystal kept 32 of 33 atoms)."""
+  cs = crystal.symmetry(unit_cell=(9, 10, 11, 90, 100, 90), space_group_symbol="P 1 21/c 1")
+  cart = np.array([[1.0, 1.0, 1.0], [2.5, 1.2, 1.1], [3.1, 2.5, 1.3], [4.6, 2.6, 1.4], [5.75, 2.65, 1.45]])
+  frac = np.array(cs.unit_cell().fractionalize(flex.vec3_double(cart.tolist())))
+  truth = finishing.structure_of_sites(cs, frac, u_iso=0.03)
+  truth.scatterers()[4].scattering_type = "N"
+  f_obs = truth.structure_factors(d_min=0.8, algorithm="direct").f_calc().amplitudes()
+  without_n = truth.select(flex.size_t(range(4)))
+  for min_distance, placed in ((finishing.SHORTEST_BOND, True), (1.2, False)):
+    done, added = finishing.complete(without_n.deep_copy_scatterers(), f_obs, 5, difference=True,
+                                     min_distance=min_distance)
+    new = done.select(flex.size_t(range(4, done.scatterers().size())))
+    at_n = finishing.distances_to_structure(new, [truth.scatterers()[4].site], 1.0)[0] < 0.2
+    assert at_n == placed, (min_distance, added)
+
+
+def test_impossible_contacts_in_the_verdict():
+  """Right structures have no contact between main-group atoms that is too
+  long for a bond and too short for anything else (thpp here; all measured
+  sets at 0.7-2.0 A: benchmarks/chemistry_of_right_structures.py); moving
+  one thpp atom to 1.85 A from its bonded neighbour makes one, and the
+  verdict says so.  Metal-ligand distances are exempt."""
+  observed, reference = measured.load(measured.thpp_set())
+  f_obs = observed.f_obs
+  params = phasing.default_params()
+  xs = reference.deep_copy_scatterers()
+  assert finishing.impossible_contacts(xs) == []
+  uc = xs.unit_cell()
+  i, (d, j) = next((i, nn) for i, nn in enumerate(finishing.nearest_neighbours(xs))
+                   if xs.scatterers()[i].scattering_type == "C" and
+                   xs.scatterers()[nn[1]].scattering_type == "C")
+  a, b = np.array(uc.orthogonalize(xs.scatterers()[j].site)), np.array(uc.orthogonalize(xs.scatterers()[i].site))
+  if np.linalg.norm(b - a) > 2.5:   # the neighbour is a symmetry copy: pick the copy nearby
+    pytest.skip("nearest neighbour across symmetry")
+  moved = a + (b - a) / np.linalg.norm(b - a) * 1.85
+  xs.scatterers()[i].site = uc.fractionalize(tuple(moved))
+  bad = finishing.impossible_contacts(xs)
+  assert any({p, q} == {i, j} and abs(dist - 1.85) < 1e-6 for p, q, dist, _ in bad), bad
+  explained, reasons = phasing.verdict(xs, 0.1, 0.95, f_obs, params)
+  assert not explained and any("no molecule has" in r for r in reasons), reasons
+  # the same distance between a metal and a carbon is not judged
+  xs.scatterers()[j].scattering_type = "Fe"
+  assert not any({p, q} == {i, j} for p, q, _, _ in finishing.impossible_contacts(xs))
+
+
 def test_u_iso_outliers_need_both_the_ratio_and_the_floor():
   params = phasing.default_params()
   cs = crystal.symmetry(unit_cell=(20, 20, 20, 90, 90, 90), space_group_symbol="P 1")
