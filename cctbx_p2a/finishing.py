@@ -113,9 +113,11 @@ def bonded_fraction(xray_structure, below=0.35, above=0.20):
   return bonded / n
 
 
-# Elements whose contacts follow covalent radii closely (no metal-ligand or
-# semi-coordination bonds, whose lengths spread far more).
-COVALENT_MAIN_GROUP = ("H", "D", "B", "C", "N", "O", "F", "Si", "P", "S", "Cl", "Se", "Br", "I")
+# Elements whose contacts follow covalent radii closely: not metals
+# (metal-ligand and semi-coordination bonds spread far more), nor Se, Br and
+# I (secondary bonds: an I...I contact of 3.01 A between two molecules of a
+# packed R-3 crystal, radii sum +0.23 A, is real).
+COVALENT_MAIN_GROUP = ("H", "D", "B", "C", "N", "O", "F", "Si", "P", "S", "Cl")
 
 
 def impossible_contacts(xray_structure, below=0.40, above=0.20, gap=0.45):
@@ -151,6 +153,15 @@ def impossible_contacts(xray_structure, below=0.40, above=0.20, gap=0.45):
         if d < ideal - below or ideal + above < d < ideal + gap:
           found.append((i, j, d, ideal))
   return found
+
+
+def contact_tolerances(d_min):
+  """impossible_contacts' bounds at a resolution: positions are less sure
+  below atomic resolution, so the bond window widens by 0.3 A per A of d_min
+  beyond 1.0 A (the gap's top capped at +0.60 A).  A right ylid structure
+  solved at 1.5 A has C-O bonds of 1.62 and 1.65 A, radii sum +0.20-0.23 A."""
+  slack = 0.3 * max(0.0, float(d_min) - 1.0)
+  return dict(above=0.20 + slack, gap=max(0.20 + slack, min(0.45 + slack, 0.60)))
 
 
 def distances_to_structure(xray_structure, sites_frac, cutoff=3.0):
@@ -255,6 +266,14 @@ def fit_overall_u_iso(xray_structure, f_obs, target, lo=0.002, hi=0.15, steps=12
 # this close to an atom can be a real atom (a nitrile N beside its C); the
 # F_obs map's shoulders of an atom's own peak need the wider 1.2 A.
 SHORTEST_BOND = 1.05
+
+
+def rebuild_min_distance(d_min):
+  """How close to an atom the rebuild may put a difference-map peak: down to
+  SHORTEST_BOND where the data resolve a nitrile (d_min up to 1.05 A), 1.2 A
+  below that, where peaks this close to an atom are its ripples (with 1.05 A
+  the ylid at 1.5 A ended 12 of 14 right instead of solved)."""
+  return min(1.2, max(SHORTEST_BOND, float(d_min)))
 
 
 def complete(xray_structure, f_obs, n_wanted, element="C", min_distance=1.2, avoid=None,
@@ -707,7 +726,7 @@ def rebuild_suspect_atoms(xs, fit, f_obs, n_sites, element, params, retype=None,
     refine_with_params(current, f_obs, params)
     for _ in range(2):  # again when two atoms refined onto one site
       current, _ = complete(current, f_obs, n_sites, element=element, avoid=rejected,
-                            difference=True, min_distance=SHORTEST_BOND)
+                            difference=True, min_distance=rebuild_min_distance(f_obs.d_min()))
       refine_with_params(current, f_obs, params)
       current, n_merged = drop_overlapping_atoms(current)
       if not n_merged:

@@ -390,7 +390,7 @@ def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_ex
     if fraction < sp.min_bonded_fraction:
       reasons.append("only %.0f %% of the atoms lie at a bond length from a neighbour "
                      "(success.min_bonded_fraction=%.2f)" % (100 * fraction, sp.min_bonded_fraction))
-    impossible = finishing.impossible_contacts(xs)
+    impossible = finishing.impossible_contacts(xs, **finishing.contact_tolerances(f_obs.d_min()))
     if sp.max_impossible_contacts is not None and len(impossible) > sp.max_impossible_contacts:
       labels = [sc.label for sc in xs.scatterers()]
       reasons.append("%d contact(s) no molecule has, too long for a bond and too short for anything "

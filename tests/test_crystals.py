@@ -172,9 +172,15 @@ def test_impossible_contacts_in_the_verdict():
   assert any({p, q} == {i, j} and abs(dist - 1.85) < 1e-6 for p, q, dist, _ in bad), bad
   explained, reasons = phasing.verdict(xs, 0.1, 0.95, f_obs, params)
   assert not explained and any("no molecule has" in r for r in reasons), reasons
-  # the same distance between a metal and a carbon is not judged
-  xs.scatterers()[j].scattering_type = "Fe"
-  assert not any({p, q} == {i, j} for p, q, _, _ in finishing.impossible_contacts(xs))
+  # below atomic resolution bonds come out longer: at 1.5 A the window
+  # starts at the radii sum +0.35 A (a right ylid had C-O 1.65 A there)
+  at_15 = finishing.contact_tolerances(1.5)
+  assert at_15["above"] == pytest.approx(0.35) and finishing.contact_tolerances(0.8)["above"] == 0.20
+  assert not any({p, q} == {i, j} for p, q, _, _ in finishing.impossible_contacts(xs, **at_15))
+  # the same distance between a metal, or an iodine, and a carbon is not judged
+  for element in ("Fe", "I"):
+    xs.scatterers()[j].scattering_type = element
+    assert not any({p, q} == {i, j} for p, q, _, _ in finishing.impossible_contacts(xs))
 
 
 def test_u_iso_outliers_need_both_the_ratio_and_the_floor():
