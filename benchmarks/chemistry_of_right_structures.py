@@ -29,11 +29,7 @@ def main():
       if cut == "published":
         xs, r1 = reference, None
       else:
-        f_obs = observed.f_obs if cut == "native" else observed.f_obs.resolution_filter(d_min=cut)
-        xs = finishing.structure_of_sites(f_obs.crystal_symmetry(), reference.sites_frac(), u_iso=0.03)
-        for sc, published in zip(xs.scatterers(), reference.scatterers()):
-          sc.scattering_type = published.scattering_type
-        finishing.refine_with_params(xs, f_obs, params)
+        f_obs, xs = measured.refined_published(observed, reference, cut, params)
         r1 = finishing.r1_and_cc(f_obs, xs)[0]
       labels = [sc.label for sc in xs.scatterers()]
       bad = finishing.impossible_contacts(xs)

@@ -25,11 +25,7 @@ def main():
   for s in [x for x in [measured.thpp_set()] if x] + measured.find_sets(args.folder):
     observed, reference = measured.load(s)
     for cut in ("native", 1.2, 1.5, 2.0):
-      f_obs = observed.f_obs if cut == "native" else observed.f_obs.resolution_filter(d_min=cut)
-      xs = finishing.structure_of_sites(f_obs.crystal_symmetry(), reference.sites_frac(), u_iso=0.03)
-      for sc, published in zip(xs.scatterers(), reference.scatterers()):
-        sc.scattering_type = published.scattering_type
-      finishing.refine_with_params(xs, f_obs, params)
+      f_obs, xs = measured.refined_published(observed, reference, cut, params)
       u = np.array([sc.u_iso for sc in xs.scatterers()])
       print("| %s | %s | %.3f | %.3f | %.3f | %.1f |" % (
         s.name, cut, finishing.r1_and_cc(f_obs, xs)[0], np.median(u), u.max(), u.max() / np.median(u)))

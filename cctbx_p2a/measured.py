@@ -104,6 +104,21 @@ def load(measured_set, reflections_params=None):
   return observed, reference
 
 
+def refined_published(observed, reference, cut, params):
+  """The published sites refined by p2a's own refinement against the data at
+  `cut` ("native" or d_min in A), each typed as published: what a right
+  solution looks like there.  Returns (f_obs at the cut, the structure).
+  Why: the verdict's rules (U_iso outliers, chemistry) are measured on these
+  (benchmarks/u_iso_of_right_structures.py, chemistry_of_right_structures.py)."""
+  from cctbx_p2a import finishing
+  f_obs = observed.f_obs if cut == "native" else observed.f_obs.resolution_filter(d_min=float(cut))
+  xs = finishing.structure_of_sites(f_obs.crystal_symmetry(), reference.sites_frac(), u_iso=0.03)
+  for sc, published in zip(xs.scatterers(), reference.scatterers()):
+    sc.scattering_type = published.scattering_type
+  finishing.refine_with_params(xs, f_obs, params)
+  return f_obs, xs
+
+
 def run(sets, cuts=("native", 1.2, 1.5, 2.0), methods=("p2a", "charge_flipping", "tangent_formula"),
         seed=7, tolerance=0.5, min_fraction=0.9, model_name="default", log=sys.stdout,
         solve_params=None):
