@@ -224,9 +224,13 @@ def charge_flipping(f_obs, n_sites, scattering_type="C", seed=0, params=None):
       max_attempts_to_get_sharp_correlation_map=n_left,
       polishing_iterations=p.polishing_iterations,
       min_cc_peak_height=p.min_cc_peak_height)
+    out_of_time = False
     try:
       for flipping_state in solving:
         if solving.state is solving.finished or n_starts[0] > max_starts:
+          break
+        out_of_time = time.time() - t0 > p.max_seconds
+        if out_of_time:
           break
     except RuntimeError as e:
       # smtbx's symmetry search (an LBFGS shift refinement) can fail; the
@@ -234,6 +238,10 @@ def charge_flipping(f_obs, n_sites, scattering_type="C", seed=0, params=None):
       notes.append("start %d: symmetry search failed (%s)"
                    % (n_starts[0], str(e).splitlines()[0]))
       continue
+    if out_of_time:
+      notes.append("stopped after %.0f s (charge_flipping.max_seconds) in start %d"
+                   % (time.time() - t0, n_starts[0]))
+      break
     if solving.f_calc_solutions:
       # already in f_obs's space group and origin
       f_calc, shift, cc_peak = solving.f_calc_solutions[0]

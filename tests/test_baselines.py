@@ -98,6 +98,21 @@ def test_own_criteria_reject_random_amplitudes():
   assert cf.n_trials <= 4
 
 
+def test_charge_flipping_stops_at_its_time_budget():
+  # every cycle is a P1 FFT of the whole cell: a cubic crystal (Z = 24) took
+  # minutes per start and held p2a.solve for good; the budget ends the search
+  # with what it has, and says so
+  xs, f_obs = easy_case(4, d_min=1.5, unit_cell=(8, 9, 10, 90, 90, 90))
+  rng = np.random.RandomState(4)
+  noise = f_obs.customized_copy(data=flex.double(np.abs(rng.normal(size=f_obs.size()))))
+  result = baselines.charge_flipping(noise, 10, seed=4, params=params(
+    **{"charge_flipping.max_seconds": 0}))
+  assert result.n_trials == 1
+  assert result.time_s < 5
+  assert any("charge_flipping.max_seconds" in n for n in result.notes), result.notes
+  assert result.xray_structure.scatterers().size() == 10
+
+
 def test_seed_makes_runs_reproducible():
   xs, f_obs = easy_case(5, d_min=1.5)
   for method in (baselines.charge_flipping, baselines.tangent_formula):
