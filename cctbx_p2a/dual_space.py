@@ -52,25 +52,29 @@ def normalised(f_obs, reflections_per_bin=60):
   sets where an automatic bin comes out empty, e.g. thpp cut to 2.0 A."""
   from cctbx.array_family import flex
   f = abs(f_obs.customized_copy(sigmas=None))
-  f_sq = f.data().as_numpy_array() ** 2
-  eps = f.epsilons().data().as_numpy_array().astype(float)
-  mean_at = shell_mean_f_sq_over_epsilon(f, reflections_per_bin)
-  return f.customized_copy(data=flex.double(np.sqrt(f_sq / (eps * mean_at))))
+  f_sq_over_eps = f_sq_over_epsilon(f)
+  mean_at = shell_mean_f_sq_over_epsilon(f, reflections_per_bin, f_sq_over_eps)
+  return f.customized_copy(data=flex.double(np.sqrt(f_sq_over_eps / mean_at)))
 
 
-def shell_mean_f_sq_over_epsilon(f, reflections_per_bin=60):
+def f_sq_over_epsilon(f):
+  """|F|^2 / epsilon of each reflection (numpy)."""
+  return f.data().as_numpy_array() ** 2 / f.epsilons().data().as_numpy_array().astype(float)
+
+
+def shell_mean_f_sq_over_epsilon(f, reflections_per_bin=60, f_sq_over_eps=None):
   """<|F|^2/epsilon> in shells of d*^2 of about reflections_per_bin
   reflections, interpolated linearly between shell centres and held
   constant beyond the first and last (never extrapolated, so never <= 0)."""
-  f_sq = f.data().as_numpy_array() ** 2
-  eps = f.epsilons().data().as_numpy_array().astype(float)
+  if f_sq_over_eps is None:
+    f_sq_over_eps = f_sq_over_epsilon(f)
   s = f.d_star_sq().data().as_numpy_array()
   order = np.argsort(s)
   n_bins = max(1, len(s) // reflections_per_bin)
   centres, means = [], []
   for chunk in np.array_split(order, n_bins):
     centres.append(s[chunk].mean())
-    means.append(max((f_sq[chunk] / eps[chunk]).mean(), 1e-12))
+    means.append(max(f_sq_over_eps[chunk].mean(), 1e-12))
   return np.interp(s, centres, means)
 
 
@@ -85,6 +89,14 @@ def strong_normalised(f_obs, e_min, min_strong=20):
     return e, e.select(e.data() >= e_min)
   largest = np.argsort(-data)[:min_strong]
   return e, e.select(flex.size_t(sorted(largest.tolist())))
+
+
+def symmetry_operations(space_group):
+  """(rotations (k, 3, 3), translations (k, 3)) of every operation,
+  lattice centring included, acting on fractional columns: x' = R x + t."""
+  ops = space_group.all_ops()
+  return (np.array([np.array(op.r().as_double()).reshape(3, 3) for op in ops]),
+          np.array([np.array(op.t().as_double()) for op in ops]))
 
 
 class EMap(object):
@@ -103,9 +115,7 @@ class EMap(object):
   def __init__(self, strong, resolution_factor, min_distance, special_tolerance=0.5):
     from cctbx import maptbx
     h = np.array(strong.indices(), dtype=float).reshape(-1, 3)
-    ops = strong.space_group().all_ops()
-    self.rotations = np.array([np.array(op.r().as_double()).reshape(3, 3) for op in ops])
-    self.translations = np.array([np.array(op.t().as_double()) for op in ops])
+    self.rotations, self.translations = symmetry_operations(strong.space_group())
     self.h_r = np.einsum("nj,kji->kni", h, self.rotations)
     self.shift = np.exp(2j * np.pi * (h @ self.translations.T)).T
     self.orthogonalization = np.array(strong.unit_cell().orthogonalization_matrix()).reshape(3, 3)
@@ -116,6 +126,10 @@ class EMap(object):
                                             symmetry_flags=maptbx.use_space_group_symmetry).tags()
     self.min_distance = min_distance
 
+  def symmetry_copies(self, sites_frac):
+    """(n_ops, n, 3) images of sites (n, 3) under every operation."""
+    return np.einsum("kij,nj->kni", self.rotations, sites_frac) + self.translations[:, None, :]
+
   def site_weights(self, sites_frac):
     """1 / (how many operations map each site onto itself, within
     special_tolerance A): an atom on a special position is one atom, not one
@@ -124,8 +138,7 @@ class EMap(object):
     cycle and traps the trial (measured: exact 8-atom crystals in P4, P2_13,
     I4_1/a and I-43d, 0 of 10 trials solved, P4_1 6 of 10)."""
     x = np.asarray(sites_frac, dtype=float)
-    images = np.einsum("kij,nj->kni", self.rotations, x) + self.translations[:, None, :]
-    d = images - x[None]
+    d = self.symmetry_copies(x) - x[None]
     d -= np.round(d)
     lengths = np.linalg.norm(d @ self.orthogonalization.T, axis=2)
     return 1.0 / (lengths < self.special_tolerance).sum(axis=0)
@@ -184,7 +197,7 @@ class PattersonSeeds(object):
   min_vector and max_vector A long (shorter ones merge with the origin
   below about 1.5 A resolution)."""
 
-  def __init__(self, e_all, gridding, params):
+  def __init__(self, e_all, e_map, params):
     from cctbx import maptbx
     from cctbx.array_family import flex
     e_p1 = e_all.expand_to_p1()
@@ -201,8 +214,7 @@ class PattersonSeeds(object):
       peak_search_level=1, interpolate=True, min_distance_sym_equiv=0.5,
       max_clusters=20 * params.patterson_vectors)).all(max_clusters=20 * params.patterson_vectors)
     unit_cell = e_all.unit_cell()
-    ops = e_all.space_group().all_ops()
-    rotations = np.array([np.array(op.r().as_double()).reshape(3, 3) for op in ops])
+    rotations = e_map.rotations
     vectors = []
     for site in peaks.sites():
       u = np.array(site) - np.round(site)
@@ -216,19 +228,14 @@ class PattersonSeeds(object):
       if len(vectors) == params.patterson_vectors:
         break
     self.vectors = np.array(vectors).reshape(-1, 3)
-    self.rotations = rotations
-    self.translations = np.array([np.array(op.t().as_double()) for op in ops])
-    self.gridding = gridding
+    self.e_map = e_map
+    self.gridding = e_map.gridding
     self.positions = params.patterson_positions
 
   def values(self, frac):
     """P at fractional points (..., 3), nearest grid point."""
     index = np.mod(np.rint(np.asarray(frac) * self.n).astype(int), self.n)
     return self.patterson[index[..., 0], index[..., 1], index[..., 2]]
-
-  def symmetry_copies(self, sites):
-    """(n_ops, n, 3) images of sites (n, 3) under every operation."""
-    return np.einsum("kij,nj->kni", self.rotations, sites) + self.translations[:, None, :]
 
   def seed_pair(self, rng):
     """Two atoms one Patterson vector apart, placed (out of `positions` random
@@ -239,8 +246,9 @@ class PattersonSeeds(object):
     u = self.vectors[rng.integers(len(self.vectors))]
     x1 = rng.uniform(0, 1, (self.positions, 3))
     pairs = np.stack([x1, x1 + u], axis=1)                            # (m, 2, 3)
-    copies = np.einsum("kij,mnj->mkni", self.rotations, pairs) + self.translations[None, :, None, :]
-    copies = copies[:, 1:]                                            # (m, k-1, 2, 3): not the identity
+    # (m, k-1, 2, 3): every copy but the identity's
+    copies = self.e_map.symmetry_copies(pairs.reshape(-1, 3)).reshape(
+      -1, self.positions, 2, 3).transpose(1, 0, 2, 3)[:, 1:]
     if copies.shape[1] == 0:
       return pairs[0]
     vectors = pairs[:, None, :, None, :] - copies[:, :, None, :, :]   # (m, k-1, 2, 2, 3)
@@ -251,7 +259,7 @@ class PattersonSeeds(object):
     """The n_sites highest peaks of the superposition minimum function of a
     seed pair and its symmetry copies (fewer when the map has fewer)."""
     from cctbx import maptbx
-    seeds = self.symmetry_copies(self.seed_pair(rng)).reshape(-1, 3)
+    seeds = self.e_map.symmetry_copies(self.seed_pair(rng)).reshape(-1, 3)
     n_real = self.gridding.n_real()
     grid = np.stack(np.meshgrid(*[np.arange(k) / float(k) for k in n_real], indexing="ij"), axis=-1)
     minimum = np.full(tuple(n_real), np.inf)
@@ -341,7 +349,7 @@ def trial_setup(f_obs, params, min_distance=1.0):
   params.seeding=patterson, the Patterson seeds (else None)."""
   e_all, strong = strong_normalised(f_obs, params.e_min)
   e_map = EMap(strong, params.resolution_factor, min_distance)
-  seeds = PattersonSeeds(e_all, e_map.gridding, params) if params.seeding == "patterson" else None
+  seeds = PattersonSeeds(e_all, e_map, params) if params.seeding == "patterson" else None
   return e_map, seeds
 
 
