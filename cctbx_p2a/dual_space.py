@@ -359,7 +359,7 @@ def best_of_rounds(f_obs, n_sites, params, scattering_type="C", seed=0, min_dist
   processes); after each round its params.finish_per_round best (highest
   CC) are yielded as (Trial, trials run so far), until params.n_trials trials
   or params.max_seconds have been spent, the caller's time in between
-  included.  The caller finishes each candidate and stops early when one is
+  included (the best trial of the last round is still yielded).  The caller finishes each candidate and stops early when one is
   solved."""
   import multiprocessing
   t0 = clock()
@@ -388,8 +388,11 @@ def best_of_rounds(f_obs, n_sites, params, scattering_type="C", seed=0, min_dist
       if not this_round:
         break
       done += len(this_round)
-      for trial in sorted(this_round, key=lambda t: -t.cc)[:params.finish_per_round]:
-        if time.time() > deadline:  # the caller's finishing counts too (minutes for 500 atoms)
+      for rank, trial in enumerate(sorted(this_round, key=lambda t: -t.cc)[:params.finish_per_round]):
+        # the caller's finishing counts too (minutes for 500 atoms); but the
+        # best trial of a round that ran is always handed over, or a round cut
+        # short by the budget would have run for nothing
+        if rank > 0 and time.time() > deadline:
           return
         yield trial, done
   finally:

@@ -302,6 +302,10 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
   if n_finished > n_listed:
     notes.append("%d starts finished in all (the first %d listed above); the kept one: %s, R1 %.3f"
                  % (n_finished, n_listed, best[4], best[0].r1))
+  if best is None:  # only a start=dual_space search whose budget ended before its first trial
+    raise Sorry("No start was finished: %s. Raise baselines.dual_space.max_seconds (a trial "
+                "of %d atoms in this cell takes longer), or leave solve.start=auto, which starts "
+                "with charge flipping." % ("; ".join(notes[-1:]) or "no trial finished", n_sites))
   done, start_score, _, start_kind, start_detail = best
   xs, r1, cc, f_calc = done.xray_structure, done.r1, done.cc, done.f_calc
   if n_source != "composition":
@@ -604,4 +608,10 @@ def crystal_starts(f_obs, params, n_sites, element, route, notes, timings, cryst
         trial.index + 1, n_run)
       t = time.time()
     timings["dual_space"] = timings.get("dual_space", 0.0) + time.time() - t
-    notes.append("dual-space: %d trials run" % n_run)
+    if n_run < ds.n_trials:
+      # wall time: how many trials fit depends on the machine and its load
+      notes.append("dual-space: %d of %d trials run before baselines.dual_space.max_seconds=%.0f s "
+                   "ended the search (wall time: more processes, a less loaded machine or a larger "
+                   "max_seconds run more)" % (n_run, ds.n_trials, ds.max_seconds))
+    else:
+      notes.append("dual-space: %d trials run" % n_run)

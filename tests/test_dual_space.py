@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from libtbx.utils import Sorry
 
 from cctbx_p2a import baselines, compare, dual_space, measured, phasing, phil
 from test_baselines import check_solution, easy_case
@@ -180,3 +181,26 @@ def test_patterson_seeded_trials_solve_an_easy_crystal():
   result = dual_space.dual_space(f_obs, 8, seed=0, params=ds_params(n_trials=20, trials_per_round=10,
                                                                     seeding="patterson"))
   check_solution(result, xs, f_obs, "dual_space")
+
+
+def test_the_log_says_when_the_time_budget_ended_the_search():
+  """max_seconds is wall time: the same data on a loaded machine run fewer
+  trials, and the log says so."""
+  import numpy as np
+  from cctbx.array_family import flex
+  _, f_obs = easy_case(10, d_min=1.5, n_atoms=6, space_group="P21/c", unit_cell=(8, 9, 10, 90, 100, 90))
+  noise = f_obs.customized_copy(data=flex.double(np.abs(np.random.RandomState(0).normal(size=f_obs.size())))
+                                 ).set_observation_type_xray_amplitude()
+  params = phasing.default_params()
+  params.solve.start = "dual_space"
+  params.solve.composition = "C6"
+  params.baselines.dual_space.max_seconds = 1
+  params.baselines.dual_space.processes = 1
+  result = phasing.solve(noise, params=params)
+  assert not result.solved
+  assert any("ended the search" in n and "max_seconds=1" in n for n in result.notes), result.notes
+  # a budget spent before the first trial finished: a Sorry that says what
+  # to change, not a traceback
+  params.baselines.dual_space.max_seconds = 0
+  with pytest.raises(Sorry, match="max_seconds"):
+    phasing.solve(noise, params=params)
