@@ -551,6 +551,25 @@ def elements_for_sites(composition, n_sites):
   return (elements + [most_common_element(composition)] * n_sites)[:n_sites]
 
 
+def elements_differ(xray_structure, composition):
+  """(the model's element counts, the composition's) as text when a model
+  with all of the composition's sites holds other elements; else None.
+  Why: the finishing types sites by density and keeps the typing only if R1
+  does not rise; a wrong light atom beside a heavy one (which R1 hardly sees)
+  can leave a model that no placement of the composition's elements fits."""
+  if not composition:
+    return None
+  counts = {}
+  for sc in xray_structure.scatterers():
+    counts[sc.scattering_type] = counts.get(sc.scattering_type, 0) + 1
+  if sum(counts.values()) != sum(composition.values()) or counts == dict(composition):
+    return None
+
+  def text(c):
+    return " ".join("%s%d" % (e, c[e]) for e in sorted(c, key=lambda e: -atomic_number(e)))
+  return text(counts), text(composition)
+
+
 def most_common_element(composition):
   """The element of most sites (the lighter on a tie); C without a
   composition.  Peaks are placed as it before elements are assigned."""

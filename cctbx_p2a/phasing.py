@@ -284,12 +284,15 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
   a_lo, a_hi = model.domain.get("n_atoms", [0, 10 ** 6]) if route == "network" else (0, 10 ** 6)
   max_atoms = int(1.5 * (a_hi if route == "network" else n_sites))
   best, n_listed, n_finished = None, 5, 0
+  # the elements rule is measured on crystals only (docs/crystals.md)
+  crystal_composition = sites_of if route != "network" else None
   for rank, (xs, score, kind, what) in enumerate(starts):
     done = finishing.finish(xs, f_obs, params, n_sites, composition=sites_of,
                             count_known=n_from_composition is not None, max_atoms=max_atoms)
     explained = verdict(done.xray_structure, done.r1, done.cc, f_obs, params,
                         checks_chemistry(params, route, model, done.xray_structure),
-                        elements_known=bool(sites_of), n_expected=n_from_composition)[0]
+                        elements_known=bool(sites_of), n_expected=n_from_composition,
+                        composition=crystal_composition)[0]
     n_finished = rank + 1
     if rank < n_listed or explained:  # hundreds of dual-space starts would flood the log
       notes.append("start %d (%s %.3f): %s; R1 %.3f%s" % (
@@ -317,7 +320,8 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
   timings["refinement"] = time.time() - t
 
   explained, reasons = verdict(xs, r1, cc, f_obs, params, checks_chemistry(params, route, model, xs),
-                               elements_known=bool(sites_of), n_expected=n_from_composition)
+                               elements_known=bool(sites_of), n_expected=n_from_composition,
+                               composition=crystal_composition)
   solved = explained and not warnings
   warnings = data_warnings + warnings
   for reason in reasons:
@@ -359,13 +363,15 @@ def checks_chemistry(params, route, model, xs):
   return chemistry == "True"  # a PHIL choice extracts as text: "False" must not count as true
 
 
-def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_expected=None):
+def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_expected=None,
+            composition=None):
   """Whether a structure explains the data, and if not, why: R1 and CC;
   enough reflections per parameter for R1 to mean something; no atom smeared
   out to a U_iso the data cannot see (elements_known: typed from a
   composition, see finishing.suspect_atoms); the composition's n_expected
-  atoms all placed; and (with chemistry) atoms at bond lengths from one
-  another.  Returns (bool, [why not])."""
+  atoms all placed; (with `composition`, element -> sites) the
+  composition's elements in the model; and (with chemistry) atoms at bond
+  lengths from one another.  Returns (bool, [why not])."""
   sp = params.success
   reasons = []
   n_placed = xs.scatterers().size()
@@ -385,6 +391,12 @@ def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_ex
                      ", ".join("%.2f" % v for v, s in zip(u, suspect) if s), sp.max_u_iso,
                      ", or above %.1fx the median %.3f, success.u_iso_outlier_ratio" % (
                        sp.u_iso_outlier_ratio, float(np.median(u))) if elements_known else ""))
+  wrong_elements = finishing.elements_differ(xs, composition)
+  if (wrong_elements and sp.composition_elements_d_min is not None
+      and f_obs.d_min() <= sp.composition_elements_d_min):
+    reasons.append("the model holds %s where the composition says %s: its elements could not be "
+                   "placed by density without raising R1 (success.composition_elements_d_min=%.1f A)"
+                   % (wrong_elements[0], wrong_elements[1], sp.composition_elements_d_min))
   if not finishing.enough_data(f_obs, n_placed, params):
     reasons.append("%d unique reflections for %d atoms (%d parameters) are too few to tell a right "
                    "structure from a refined wrong one (success.min_data_per_parameter=%.1f)"

@@ -183,6 +183,32 @@ def test_impossible_contacts_in_the_verdict():
     assert not any({p, q} == {i, j} for p, q, _, _ in finishing.impossible_contacts(xs))
 
 
+def test_a_model_without_the_compositions_elements_is_not_solved():
+  """thpp's published model with its N typed C: at 1.5 A or better the
+  verdict refuses it (a wrong light atom beside a heavy one left a bromide
+  C5Br for C4NBr, R1 0.042); at 2.0 A, where right structures' typing is
+  refused too, the rule is silent; the right elements pass."""
+  observed, reference = measured.load(measured.thpp_set())
+  params = phasing.default_params()
+  composition = {}
+  for sc in reference.scatterers():
+    composition[sc.scattering_type] = composition.get(sc.scattering_type, 0) + 1
+  xs = reference.deep_copy_scatterers()
+  assert finishing.elements_differ(xs, composition) is None
+  n = next(sc for sc in xs.scatterers() if sc.scattering_type == "N")
+  n.scattering_type = "C"
+  assert finishing.elements_differ(xs, composition) == ("F2 N3 C11", "F2 N4 C10")
+  # a model short of a site is judged by the atom count rule, not this one
+  assert finishing.elements_differ(xs.select(flex.size_t(range(15))), composition) is None
+  for d_min, refused in ((1.5, True), (2.0, False)):
+    f_obs = observed.f_obs.resolution_filter(d_min=d_min)
+    reasons = phasing.verdict(xs, 0.1, 0.95, f_obs, params, composition=composition)[1]
+    assert any("where the composition says F2 N4 C10" in r for r in reasons) == refused, reasons
+  params.success.composition_elements_d_min = None
+  reasons = phasing.verdict(xs, 0.1, 0.95, observed.f_obs, params, composition=composition)[1]
+  assert not any("composition says" in r for r in reasons)
+
+
 def test_u_iso_outliers_need_both_the_ratio_and_the_floor():
   params = phasing.default_params()
   cs = crystal.symmetry(unit_cell=(20, 20, 20, 90, 90, 90), space_group_symbol="P 1")
