@@ -231,6 +231,9 @@ class PattersonSeeds(object):
     self.e_map = e_map
     self.gridding = e_map.gridding
     self.positions = params.patterson_positions
+    # fractional coordinates of the E-map's grid points, where M(x) is evaluated
+    self.grid = np.stack(np.meshgrid(*[np.arange(k) / float(k) for k in e_map.gridding.n_real()],
+                                     indexing="ij"), axis=-1)
 
   def values(self, frac):
     """P at fractional points (..., 3), nearest grid point."""
@@ -260,11 +263,9 @@ class PattersonSeeds(object):
     seed pair and its symmetry copies (fewer when the map has fewer)."""
     from cctbx import maptbx
     seeds = self.e_map.symmetry_copies(self.seed_pair(rng)).reshape(-1, 3)
-    n_real = self.gridding.n_real()
-    grid = np.stack(np.meshgrid(*[np.arange(k) / float(k) for k in n_real], indexing="ij"), axis=-1)
-    minimum = np.full(tuple(n_real), np.inf)
+    minimum = np.full(self.grid.shape[:3], np.inf)
     for s in seeds:
-      np.minimum(minimum, self.values(grid - s), out=minimum)
+      np.minimum(minimum, self.values(self.grid - s), out=minimum)
     peaks = self.gridding.peak_search(
       maptbx.peak_search_parameters(peak_search_level=1, interpolate=True,
                                     min_distance_sym_equiv=1.0, max_clusters=n_sites),
