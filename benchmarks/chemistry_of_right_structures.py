@@ -49,9 +49,7 @@ def main():
   print("|---|---|---|---|---|---|---|")
   for s in [x for x in [measured.thpp_set()] if x] + measured.find_sets(args.folder):
     observed, reference = measured.load(s)
-    composition = {}
-    for sc in reference.scatterers():
-      composition[sc.scattering_type] = composition.get(sc.scattering_type, 0) + 1
+    composition = finishing.composition_counts(reference)
     for cut in ("published", "native", 1.2, 1.5, 2.0):
       typed = residual = "-"
       if cut == "published":

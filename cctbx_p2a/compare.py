@@ -37,6 +37,8 @@ import time
 import numpy as np
 from libtbx.utils import Sorry
 
+from cctbx_p2a.finishing import composition_counts  # noqa: F401  (callers reach it here too)
+
 SUITES = {
   # the paper's case: 10 C atoms, 40 A cubic P1 cell, 2.0 A, no noise
   "paper": {},
@@ -120,14 +122,6 @@ def _worker_init(model_name, baselines_params=None):
     from cctbx_p2a import model_files
     _MODEL = model_files.load(model_name)
   _BASELINES = baselines_params
-
-
-def composition_counts(xray_structure):
-  """Element -> number of sites (what p2a and the finishing are told)."""
-  counts = {}
-  for sc in xray_structure.scatterers():
-    counts[sc.scattering_type] = counts.get(sc.scattering_type, 0) + 1
-  return counts
 
 
 def main_element(xray_structure):

@@ -229,7 +229,6 @@ class PattersonSeeds(object):
         break
     self.vectors = np.array(vectors).reshape(-1, 3)
     self.e_map = e_map
-    self.gridding = e_map.gridding
     self.positions = params.patterson_positions
     # fractional coordinates of the E-map's grid points, where M(x) is evaluated
     self.grid = np.stack(np.meshgrid(*[np.arange(k) / float(k) for k in e_map.gridding.n_real()],
@@ -266,7 +265,7 @@ class PattersonSeeds(object):
     minimum = np.full(self.grid.shape[:3], np.inf)
     for s in seeds:
       np.minimum(minimum, self.values(self.grid - s), out=minimum)
-    peaks = self.gridding.peak_search(
+    peaks = self.e_map.gridding.peak_search(
       maptbx.peak_search_parameters(peak_search_level=1, interpolate=True,
                                     min_distance_sym_equiv=1.0, max_clusters=n_sites),
       _as_map(minimum), verify_symmetry=False
@@ -360,8 +359,8 @@ def best_of_rounds(f_obs, n_sites, params, scattering_type="C", seed=0, min_dist
   processes); after each round its params.finish_per_round best (highest
   CC) are yielded as (Trial, trials run so far), until params.n_trials trials
   or params.max_seconds have been spent, the caller's time in between
-  included (the best trial of the last round is still yielded).  The caller finishes each candidate and stops early when one is
-  solved."""
+  included (the best trial of the last round is still yielded).  The
+  caller finishes each candidate and stops early when one is solved."""
   import multiprocessing
   t0 = clock()
   deadline = time.time() + params.max_seconds  # the wall clock, read inside trials too

@@ -551,6 +551,14 @@ def elements_for_sites(composition, n_sites):
   return (elements + [most_common_element(composition)] * n_sites)[:n_sites]
 
 
+def composition_counts(xray_structure):
+  """Element -> number of sites (what p2a and the finishing are told)."""
+  counts = {}
+  for sc in xray_structure.scatterers():
+    counts[sc.scattering_type] = counts.get(sc.scattering_type, 0) + 1
+  return counts
+
+
 def elements_differ(xray_structure, composition):
   """(the model's element counts, the composition's) as text when a model
   with all of the composition's sites holds other elements; else None.
@@ -559,9 +567,7 @@ def elements_differ(xray_structure, composition):
   can leave a model that no placement of the composition's elements fits."""
   if not composition:
     return None
-  counts = {}
-  for sc in xray_structure.scatterers():
-    counts[sc.scattering_type] = counts.get(sc.scattering_type, 0) + 1
+  counts = composition_counts(xray_structure)
   if sum(counts.values()) != sum(composition.values()) or counts == dict(composition):
     return None
 

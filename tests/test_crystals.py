@@ -190,9 +190,7 @@ def test_a_model_without_the_compositions_elements_is_not_solved():
   refused too, the rule is silent; the right elements pass."""
   observed, reference = measured.load(measured.thpp_set())
   params = phasing.default_params()
-  composition = {}
-  for sc in reference.scatterers():
-    composition[sc.scattering_type] = composition.get(sc.scattering_type, 0) + 1
+  composition = finishing.composition_counts(reference)
   xs = reference.deep_copy_scatterers()
   assert finishing.elements_differ(xs, composition) is None
   n = next(sc for sc in xs.scatterers() if sc.scattering_type == "N")

@@ -186,7 +186,6 @@ def test_patterson_seeded_trials_solve_an_easy_crystal():
 def test_the_log_says_when_the_time_budget_ended_the_search():
   """max_seconds is wall time: the same data on a loaded machine run fewer
   trials, and the log says so."""
-  import numpy as np
   from cctbx.array_family import flex
   _, f_obs = easy_case(10, d_min=1.5, n_atoms=6, space_group="P21/c", unit_cell=(8, 9, 10, 90, 100, 90))
   noise = f_obs.customized_copy(data=flex.double(np.abs(np.random.RandomState(0).normal(size=f_obs.size())))
