@@ -303,8 +303,8 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
     if explained:
       break
   if n_finished > n_listed:
-    notes.append("%d starts finished in all (the first %d listed above); the kept one: %s, R1 %.3f"
-                 % (n_finished, n_listed, best[4], best[0].r1))
+    notes.append("%d starts finished in all (the first %d listed above); the kept one: %s: %s; R1 %.3f"
+                 % (n_finished, n_listed, best[4], "; ".join(best[0].steps), best[0].r1))
   if best is None:  # only a start=dual_space search whose budget ended before its first trial
     raise Sorry("No start was finished: %s. Raise baselines.dual_space.max_seconds (a trial "
                 "of %d atoms in this cell takes longer), or leave solve.start=auto, which starts "
