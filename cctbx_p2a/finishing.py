@@ -83,10 +83,14 @@ def nearest_neighbours(xray_structure, cutoff=3.5):
   return nearest
 
 
-def claims_bonds(xray_structure, bond_max=2.0, fraction=0.25):
+def claims_bonds(xray_structure, bond_max=2.4, fraction=0.25):
   """True when the structure is one of bonded chemistry (at least `fraction`
   of its atoms have a neighbour within bond_max A), not of the paper's
-  isolated points (at least 3 A apart), to which bond checks do not apply."""
+  isolated points (at least 3 A apart; a right solution's closest pair
+  about 2.7 A or more), to which bond checks do not apply.  bond_max covers
+  bonds to Br, I, S and metals (1.9-2.4 A): at 2.0 A a half-wrong Cu/Br
+  complex (6 of 9 atoms right, 4 of 9 at a bond length) had its bonds at
+  2.07-2.11 A, and escaped the chemistry check with bond_max 2.0."""
   near = [d for d, _ in nearest_neighbours(xray_structure, cutoff=bond_max)]
   return len(near) > 0 and np.mean([d <= bond_max for d in near]) >= fraction
 
@@ -111,6 +115,21 @@ def bonded_fraction(xray_structure, below=0.35, above=0.20):
       ideal = radii[i] + radii[j]
       bonded += ideal - below <= d <= ideal + above
   return bonded / n
+
+
+def lone_carbons(xray_structure, above=0.20):
+  """Indices of carbon atoms whose nearest neighbour (symmetry copies
+  included) lies beyond a bond length (covalent radii sum + above A), or
+  that have none within reach: carbon is always bonded, so such an atom is
+  one the data did not place (too-short contacts are impossible_contacts')."""
+  from cctbx.eltbx import covalent_radii
+  types = xray_structure.scatterers().extract_scattering_types()
+  if len(types) < 2:
+    return []
+  radii = [covalent_radii.table(t).radius() if t not in ("H", "D") else 0.31 for t in types]
+  nearest = nearest_neighbours(xray_structure, cutoff=2 * max(radii) + above)
+  return [i for i, (d, j) in enumerate(nearest)
+          if types[i] == "C" and (j is None or d > radii[i] + radii[j] + above)]
 
 
 # Elements whose contacts follow covalent radii closely: not metals

@@ -363,6 +363,12 @@ def checks_chemistry(params, route, model, xs):
   return chemistry == "True"  # a PHIL choice extracts as text: "False" must not count as true
 
 
+def reaches(f_obs, d_min_limit):
+  """Whether the data reach d_min_limit (A; None: a rule that is off).  Data
+  cut at 2.0 A have d_min 2.0001: a 0.01 A margin keeps them in."""
+  return d_min_limit is not None and f_obs.d_min() <= d_min_limit + 0.01
+
+
 def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_expected=None,
             composition=None):
   """Whether a structure explains the data, and if not, why: R1 and CC;
@@ -392,8 +398,7 @@ def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_ex
                      ", or above %.1fx the median %.3f, success.u_iso_outlier_ratio" % (
                        sp.u_iso_outlier_ratio, float(np.median(u))) if elements_known else ""))
   wrong_elements = finishing.elements_differ(xs, composition)
-  if (wrong_elements and sp.composition_elements_d_min is not None
-      and f_obs.d_min() <= sp.composition_elements_d_min):
+  if wrong_elements and reaches(f_obs, sp.composition_elements_d_min):
     reasons.append("the model holds %s where the composition says %s: its elements could not be "
                    "placed by density without raising R1 (success.composition_elements_d_min=%.1f A)"
                    % (wrong_elements[0], wrong_elements[1], sp.composition_elements_d_min))
@@ -406,6 +411,11 @@ def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_ex
     if fraction < sp.min_bonded_fraction:
       reasons.append("only %.0f %% of the atoms lie at a bond length from a neighbour "
                      "(success.min_bonded_fraction=%.2f)" % (100 * fraction, sp.min_bonded_fraction))
+    lone = finishing.lone_carbons(xs)
+    if lone and elements_known and reaches(f_obs, sp.lone_carbon_d_min):
+      reasons.append("%s: carbon with no atom at a bond length, which no molecule has "
+                     "(success.lone_carbon_d_min=%.1f A)" % (
+                       ", ".join(xs.scatterers()[i].label for i in lone[:4]), sp.lone_carbon_d_min))
     impossible = finishing.impossible_contacts(xs, **finishing.contact_tolerances(f_obs.d_min()))
     if sp.max_impossible_contacts is not None and len(impossible) > sp.max_impossible_contacts:
       labels = [sc.label for sc in xs.scatterers()]
