@@ -175,13 +175,20 @@ def from_structure(xray_structure, seed, is_hydrogen=None):
 def pack_store(path, seeds, params=None, max_minutes=None, save_every=20, log=None):
   """Add the crystals of `seeds` (packing.generate) to the store at `path`,
   skipping seeds it holds; saves every save_every crystals and at the end,
-  stops cleanly after max_minutes.  Seeds that will not pack are recorded so
-  a rerun does not retry them.  Returns the store."""
+  stops cleanly after max_minutes, or after the crystal in hand on SIGTERM
+  or SIGINT (Slurm's warning, kill, Ctrl-C: a job started in the background
+  ignores Ctrl-C's SIGINT, so SIGTERM is what reaches it).  Seeds that will
+  not pack are recorded so a rerun does not retry them.  Returns the store."""
   from cctbx_p2a import packing
+  from cctbx_p2a.train import StopRequest
   store = CrystalStore.load(path) if os.path.isfile(path) else CrystalStore([])
   done, t0, added = store.seeds(), time.time(), 0
-  try:
+  with StopRequest() as stop:
     for seed in seeds:
+      if stop.signal is not None:
+        if log:
+          print("signal %d: saving %d crystals" % (stop.signal, len(store)), file=log, flush=True)
+        break
       if seed in done:
         continue
       if max_minutes is not None and time.time() - t0 > 60 * max_minutes:
@@ -198,9 +205,6 @@ def pack_store(path, seeds, params=None, max_minutes=None, save_every=20, log=No
         if log:
           print("%d crystals (%d failed) after %.0f s" % (len(store), len(store.failed_seeds),
                                                           time.time() - t0), file=log, flush=True)
-  except KeyboardInterrupt:   # Ctrl-C or SIGINT: keep what was packed
-    if log:
-      print("interrupted: saving %d crystals" % len(store), file=log, flush=True)
   store.crystals.sort(key=lambda c: c.seed)
   store.save(path)
   return store

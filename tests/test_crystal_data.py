@@ -152,3 +152,26 @@ def test_pack_store_grows_and_skips_what_it_holds(tmp_path):
   stored = crystal_data.CrystalStore.load(path).crystals[1]
   assert stored.hall == crystal.xray_structure.space_group().type().hall_symbol()
   assert int((~stored.is_hydrogen).sum()) == crystal.molecule.n_atoms
+
+
+def test_pack_store_stops_and_saves_on_sigterm(tmp_path, thpp_crystal, monkeypatch):
+  """A background packing job ignores Ctrl-C; kill (SIGTERM) must still
+  leave the crystals packed so far in the store, after the one in hand."""
+  import os
+  import signal
+  import types
+  from cctbx_p2a import packing
+  _, reference = thpp_crystal
+  calls = []
+  def generate(seed, params=None):
+    calls.append(seed)
+    if len(calls) == 2:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return types.SimpleNamespace(xray_structure=reference, seed=seed, is_hydrogen=None)
+  monkeypatch.setattr(packing, "generate", generate)
+  path = str(tmp_path / "store.npz")
+  before = signal.getsignal(signal.SIGTERM)
+  store = crystal_data.pack_store(path, range(10, 20), save_every=100)
+  assert calls == [10, 11] and [c.seed for c in store.crystals] == [10, 11]
+  assert [c.seed for c in crystal_data.CrystalStore.load(path).crystals] == [10, 11]
+  assert signal.getsignal(signal.SIGTERM) == before  # the handler is put back
