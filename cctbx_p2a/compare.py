@@ -111,17 +111,20 @@ def parse_fixed(text):
 
 _MODEL = None
 _BASELINES = None
+_SOLVE = None
 
 
-def _worker_init(model_name, baselines_params=None):
-  """Per process: one torch thread, the model loaded once, the baselines' settings."""
+def _worker_init(model_name, baselines_params=None, solve_params=None):
+  """Per process: one torch thread, the model loaded once, the baselines'
+  and p2a's settings."""
   if "torch" in sys.modules:
     sys.modules["torch"].set_num_threads(1)
-  global _MODEL, _BASELINES
+  global _MODEL, _BASELINES, _SOLVE
   if model_name:
     from cctbx_p2a import model_files
     _MODEL = model_files.load(model_name)
   _BASELINES = baselines_params
+  _SOLVE = solve_params
 
 
 def main_element(xray_structure):
@@ -223,7 +226,9 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
                solve_params=None, baselines_params=None, polish=True):
   """Run one method on prepared amplitudes and score it against `reference`.
   With `polish`, a baseline's peaks get the same refinement and dual-space
-  recycling that p2a.solve applies to the network's peaks."""
+  recycling that p2a.solve applies to the network's peaks.  solve_params:
+  p2a's PHIL (phasing.default_params() when None), for p2a, its controls and
+  the polishing alike; the harness sets solve.composition, seed and force."""
   from cctbx_p2a import baselines, evaluation, finishing, phasing
   t0 = time.time()
   row = {"method": method}
@@ -265,7 +270,7 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
     xs = result.xray_structure
     row["claimed_solved"] = bool(result.solved_by_own_criterion)
     if polish and xs.scatterers().size():
-      xs = polish_solution(xs, f_obs, n_sites, composition_counts(reference))
+      xs = polish_solution(xs, f_obs, n_sites, composition_counts(reference), solve_params)
     r1 = finishing.r1_and_cc(f_obs, xs)[0] if xs.scatterers().size() else None
   row["time_s"] = time.time() - t0
   score = baselines.score_against_reference(reference, xs, tolerance=tolerance)
@@ -274,12 +279,12 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
   return row
 
 
-def polish_solution(xs, f_obs, n_sites, composition):
+def polish_solution(xs, f_obs, n_sites, composition, solve_params=None):
   """p2a's own finishing (refinement, completion, recycling when R1 is poor,
   elements from the composition, difference maps) applied to another
   method's sites in the data's space group, so every method ends alike."""
   from cctbx_p2a import finishing, phasing
-  return finishing.finish(xs, f_obs, phasing.default_params(), n_sites,
+  return finishing.finish(xs, f_obs, solve_params or phasing.default_params(), n_sites,
                           composition=composition).xray_structure
 
 
@@ -296,7 +301,7 @@ def _synthetic_task(task):
   try:
     row = run_method(method, f_obs, reference, reference.scatterers().size(),
                      case_seed, tolerance, model=_MODEL, sites_centred=case.sites_centred,
-                     baselines_params=_BASELINES)
+                     baselines_params=_BASELINES, solve_params=_SOLVE)
   except Exception as e:  # noqa: BLE001 -- a crash on one case is a failure of that method, kept in the JSON
     row = {"method": method, "solved": False, "n_matched": 0, "n_reference": reference.scatterers().size(),
            "mean_error_A": None, "r1": None, "time_s": time.time() - t0,
@@ -355,8 +360,9 @@ def format_table(summaries, parameter=None):
 
 def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, tolerance=0.5, nproc=0,
                   model_name="default", log=sys.stdout, progress=True, baselines_params=None,
-                  fix=None):
-  """Run every method on the same seeded cases (at each sweep point)."""
+                  fix=None, solve_params=None):
+  """Run every method on the same seeded cases (at each sweep point).
+  solve_params: p2a's PHIL (see run_method)."""
   import multiprocessing
   import click
   check_methods(methods)
@@ -376,7 +382,8 @@ def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, toleranc
   t0 = time.time()
   ctx = multiprocessing.get_context("fork")
   with ctx.Pool(nproc, initializer=_worker_init,
-                initargs=(model_name if needs_model else None, baselines_params)) as pool:
+                initargs=(model_name if needs_model else None, baselines_params,
+                          solve_params)) as pool:
     iterator = pool.imap_unordered(_synthetic_task, tasks)
     if progress:
       with click.progressbar(iterator, length=len(tasks), label="cases x methods", file=log,
@@ -418,13 +425,14 @@ def run_on_file(observed, reference, methods, seed=7, tolerance=0.5, model_name=
 
 
 def run_on_measured(folder, methods, cuts, seed=7, tolerance=0.5, min_fraction=0.9,
-                    model_name="default", log=sys.stdout):
+                    model_name="default", log=sys.stdout, solve_params=None):
   """Every method on every measured set (and cctbx's thpp) at every cut;
   summaries per (method, cut) as for a sweep over 'cut'."""
   from cctbx_p2a import measured
   sets = [s for s in [measured.thpp_set()] if s] + measured.find_sets(folder)
   rows = measured.run(sets, cuts=cuts, methods=methods, seed=seed, tolerance=tolerance,
-                      min_fraction=min_fraction, model_name=model_name, log=log)
+                      min_fraction=min_fraction, model_name=model_name, log=log,
+                      solve_params=solve_params)
   summaries = []
   for cut in cuts:
     for m in methods:

@@ -133,3 +133,16 @@ def test_molecules_suite_scores_non_h_atoms(tmp_cwd):
   assert "atom_count_right" in saved["p2a_untrained"]
   params = compare.synthetic_params("molecules", {"n_atoms": 8, "d_min": 2.5})
   assert params.molecule_source == "molecules" and list(params.n_atoms) == [8, 8]
+
+
+def test_p2a_phil_reaches_every_route_of_compare(tmp_cwd):
+  """p2a's own PHIL (here the verdict's success.r1_max) is applied to p2a in
+  a synthetic suite and on a user's file, so an ablation is one argument:
+  with R1 allowed no higher than 0, nothing is claimed solved."""
+  for args in (["suite=paper", "methods=p2a", "cases=1", "nproc=1"],
+               [EXAMPLE + ".mtz", "reference=%s.pdb" % EXAMPLE, "methods=p2a"]):
+    claimed = {}
+    for r1_max in (0.25, 0.0):
+      report = run(args + ["success.r1_max=%s" % r1_max, "output.overwrite=True"])
+      claimed[r1_max] = [row["claimed_solved"] for row in report["rows"]]
+    assert claimed == {0.25: [True], 0.0: [False]}, (args, claimed)

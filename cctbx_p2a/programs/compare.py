@@ -12,7 +12,10 @@ from libtbx.utils import Sorry
 from cctbx_p2a import phil
 from cctbx_p2a.programs import common
 
-master_phil_str = phil.master_phil_str("input", "compare", "reflections", "baselines")
+# p2a's own scopes (solve, sites, refinement, success, placement) ride along, so
+# that an ablation of the finishing or the verdict is a PHIL argument
+master_phil_str = phil.master_phil_str("input", "compare", "reflections", "baselines", "solve",
+                                       "placement")
 
 
 class Program(ProgramTemplate):
@@ -27,6 +30,11 @@ solved = every atom within compare.tolerance).
   p2a.compare data.mtz reference=model.pdb                       (your own data)
   p2a.compare measured=../shared/data/measured cuts=native,1.2,1.5,2.0
                                     (published measured sets, in their space groups)
+
+p2a's own PHIL (refinement.*, success.*, sites.*, baselines.*) applies to p2a,
+its controls and the polishing of the baselines alike, e.g.
+  p2a.compare suite=molecules fix=d_min=2.0 refinement.expand_rounds=0
+(solve.composition, solve.seed and solve.force are set per method by compare).
 
 Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare.
 """
@@ -54,7 +62,7 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
     if c.measured:
       report = compare.run_on_measured(c.measured, c.methods, cuts, seed=c.seed,
                                        tolerance=c.tolerance, min_fraction=c.min_fraction,
-                                       model_name=c.model, log=self.logger)
+                                       model_name=c.model, log=self.logger, solve_params=p)
       print("\n" + report["table"], file=self.logger)
       self.report = compare.as_json(report)
       self.report["rows"] = report["rows"]
@@ -71,12 +79,13 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
       reference = files.read_structure(c.reference)
       report = compare.run_on_file(observed, reference, c.methods, seed=c.seed,
                                    tolerance=c.tolerance, model_name=c.model,
-                                   baselines_params=p.baselines, min_fraction=c.min_fraction)
+                                   baselines_params=p.baselines, min_fraction=c.min_fraction,
+                                   solve_params=p)
     else:
       report = compare.run_synthetic(c.methods, suite=c.suite, cases=c.cases, seed=c.seed,
                                      sweep=c.sweep, tolerance=c.tolerance, nproc=c.nproc,
                                      model_name=c.model, log=self.logger,
-                                     baselines_params=p.baselines, fix=c.fix)
+                                     baselines_params=p.baselines, fix=c.fix, solve_params=p)
     print("\n" + compare.format_table(report["summaries"], report["parameter"]), file=self.logger)
     self.report = compare.as_json(report)
     with open(prefix + ".json", "w") as f:
