@@ -12,10 +12,33 @@ from libtbx.utils import Sorry
 from cctbx_p2a import phil
 from cctbx_p2a.programs import common
 
-# p2a's own scopes (solve, sites, refinement, success, placement) ride along, so
-# that an ablation of the finishing or the verdict is a PHIL argument
-master_phil_str = phil.master_phil_str("input", "compare", "reflections", "baselines", "solve",
-                                       "placement")
+# p2a's own scopes (sites, refinement, success, placement) ride along, so that
+# an ablation of the finishing or the verdict is a PHIL argument.  The `solve`
+# scope does not: compare sets its composition, seed and force per method, and
+# its seed and model would make compare's own seed= and model= ambiguous.
+P2A_SCOPES = ("sites", "refinement", "success", "placement")
+
+
+def p2a_scopes_str():
+  """The master PHIL text of P2A_SCOPES (solve.phil holds solve, sites,
+  refinement and success; placement.phil placement)."""
+  master = phil.master_phil("solve", "placement")
+  return "\n".join(obj.as_str(attributes_level=3) for obj in master.objects
+                   if obj.name in P2A_SCOPES)
+
+
+master_phil_str = "\n".join([phil.master_phil_str("input", "compare", "reflections", "baselines"),
+                             p2a_scopes_str()])
+
+
+def solve_params_of(params):
+  """p2a's parameters for phasing.solve: the defaults, with this run's
+  P2A_SCOPES, baselines and reflections."""
+  from cctbx_p2a import phasing
+  solve_params = phasing.default_params()
+  for name in P2A_SCOPES + ("baselines", "reflections"):
+    setattr(solve_params, name, getattr(params, name))
+  return solve_params
 
 
 class Program(ProgramTemplate):
@@ -34,7 +57,7 @@ solved = every atom within compare.tolerance).
 p2a's own PHIL (refinement.*, success.*, sites.*, baselines.*) applies to p2a,
 its controls and the polishing of the baselines alike, e.g.
   p2a.compare suite=molecules fix=d_min=2.0 refinement.expand_rounds=0
-(solve.composition, solve.seed and solve.force are set per method by compare).
+(the composition, seed and force of each solve are set by compare).
 
 Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare.
 """
@@ -62,7 +85,7 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
     if c.measured:
       report = compare.run_on_measured(c.measured, c.methods, cuts, seed=c.seed,
                                        tolerance=c.tolerance, min_fraction=c.min_fraction,
-                                       model_name=c.model, log=self.logger, solve_params=p)
+                                       model_name=c.model, log=self.logger, solve_params=solve_params_of(p))
       print("\n" + report["table"], file=self.logger)
       self.report = compare.as_json(report)
       self.report["rows"] = report["rows"]
@@ -80,12 +103,12 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
       report = compare.run_on_file(observed, reference, c.methods, seed=c.seed,
                                    tolerance=c.tolerance, model_name=c.model,
                                    baselines_params=p.baselines, min_fraction=c.min_fraction,
-                                   solve_params=p)
+                                   solve_params=solve_params_of(p))
     else:
       report = compare.run_synthetic(c.methods, suite=c.suite, cases=c.cases, seed=c.seed,
                                      sweep=c.sweep, tolerance=c.tolerance, nproc=c.nproc,
                                      model_name=c.model, log=self.logger,
-                                     baselines_params=p.baselines, fix=c.fix, solve_params=p)
+                                     baselines_params=p.baselines, fix=c.fix, solve_params=solve_params_of(p))
     print("\n" + compare.format_table(report["summaries"], report["parameter"]), file=self.logger)
     self.report = compare.as_json(report)
     with open(prefix + ".json", "w") as f:
