@@ -95,6 +95,16 @@ def claims_bonds(xray_structure, bond_max=2.4, fraction=0.25):
   return len(near) > 0 and np.mean([d <= bond_max for d in near]) >= fraction
 
 
+def covalent_neighbours(xray_structure, above=0.20):
+  """(scattering types, covalent radii, nearest_neighbours within reach of
+  the longest bond: twice the largest radius + above A) -- what
+  bonded_fraction and lone_carbons judge bonds by."""
+  from cctbx.eltbx import covalent_radii
+  types = xray_structure.scatterers().extract_scattering_types()
+  radii = [covalent_radii.table(t).radius() if t not in ("H", "D") else 0.31 for t in types]
+  return types, radii, nearest_neighbours(xray_structure, cutoff=2 * max(radii) + above)
+
+
 def bonded_fraction(xray_structure, below=0.35, above=0.20):
   """Chemistry as a check on a solution: the fraction of atoms whose nearest
   neighbour (symmetry copies included) lies at a bond length for the pair,
@@ -102,13 +112,10 @@ def bonded_fraction(xray_structure, below=0.35, above=0.20):
   structure scores near 1 (isolated waters and ions lower it); atoms placed
   by overfitting too few reflections sit 1.6-2.4 A apart and score near 0.5
   (measured on sucrose cut to 1.5 and 2.0 A)."""
-  from cctbx.eltbx import covalent_radii
   n = xray_structure.scatterers().size()
   if n < 2:
     return 1.0
-  types = xray_structure.scatterers().extract_scattering_types()
-  radii = [covalent_radii.table(t).radius() if t not in ("H", "D") else 0.31 for t in types]
-  nearest = nearest_neighbours(xray_structure, cutoff=2 * max(radii) + above)
+  _, radii, nearest = covalent_neighbours(xray_structure, above)
   bonded = 0
   for i, (d, j) in enumerate(nearest):
     if j is not None:
@@ -122,12 +129,9 @@ def lone_carbons(xray_structure, above=0.20):
   included) lies beyond a bond length (covalent radii sum + above A), or
   that have none within reach: carbon is always bonded, so such an atom is
   one the data did not place (too-short contacts are impossible_contacts')."""
-  from cctbx.eltbx import covalent_radii
-  types = xray_structure.scatterers().extract_scattering_types()
-  if len(types) < 2:
+  if xray_structure.scatterers().size() < 2:
     return []
-  radii = [covalent_radii.table(t).radius() if t not in ("H", "D") else 0.31 for t in types]
-  nearest = nearest_neighbours(xray_structure, cutoff=2 * max(radii) + above)
+  types, radii, nearest = covalent_neighbours(xray_structure, above)
   return [i for i, (d, j) in enumerate(nearest)
           if types[i] == "C" and (j is None or d > radii[i] + radii[j] + above)]
 

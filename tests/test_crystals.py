@@ -30,6 +30,20 @@ def fraction_placed(reference, found, tolerance=0.5):
   return score["n_matched"] / score["n_reference"], score
 
 
+def moved_away(reference, crystal_symmetry, indices, rng, distance=2.0):
+  """The reference's fractional sites with those at `indices` moved, one
+  after another, to random spots at least `distance` A from every other
+  atom: a half-wrong model to finish."""
+  sites = np.array(reference.sites_frac())
+  for i in indices:
+    others = finishing.structure_of_sites(crystal_symmetry, np.delete(sites, i, 0))
+    while True:
+      sites[i] = rng.uniform(0, 1, 3)
+      if finishing.distances_to_structure(others, [tuple(sites[i])], distance)[0] >= distance:
+        break
+  return sites
+
+
 def test_thpp_from_shelx_files_solves_in_its_space_group(tmp_cwd):
   """cctbx's thpp: unmerged HKLF 4 + .ins (composition from SFAC/UNIT / Z,
   nothing typed by the user), P2_1/n, 0.70 A, with disorder."""
@@ -79,14 +93,7 @@ def test_wrong_atoms_are_not_called_solved_and_are_rebuilt():
   observed, reference = measured.load(measured.thpp_set())
   f_obs = observed.f_obs.resolution_filter(d_min=1.2)
   params = phasing.default_params()
-  rng = np.random.default_rng(5)
-  sites = np.array(reference.sites_frac())
-  for i in (2, 7, 11):
-    others = finishing.structure_of_sites(f_obs.crystal_symmetry(), np.delete(sites, i, 0))
-    while True:
-      sites[i] = rng.uniform(0, 1, 3)
-      if finishing.distances_to_structure(others, [tuple(sites[i])], 2.0)[0] >= 2.0:
-        break
+  sites = moved_away(reference, f_obs.crystal_symmetry(), (2, 7, 11), np.random.default_rng(5))
   xs = finishing.structure_of_sites(f_obs.crystal_symmetry(), sites, u_iso=0.03)
   for moved, published in zip(xs.scatterers(), reference.scatterers()):
     moved.scattering_type = published.scattering_type
@@ -179,13 +186,7 @@ def test_expansion_pulls_a_half_right_model_towards_the_structure():
   right = {True: [], False: []}
   for seed in (2, 3, 4):
     rng = np.random.default_rng(seed)
-    sites = np.array(reference.sites_frac())
-    for i in rng.choice(16, 6, replace=False):
-      others = finishing.structure_of_sites(f_obs.crystal_symmetry(), np.delete(sites, i, 0))
-      while True:
-        sites[i] = rng.uniform(0, 1, 3)
-        if finishing.distances_to_structure(others, [tuple(sites[i])], 2.0)[0] >= 2.0:
-          break
+    sites = moved_away(reference, f_obs.crystal_symmetry(), rng.choice(16, 6, replace=False), rng)
     start = finishing.structure_of_sites(f_obs.crystal_symmetry(), sites, u_iso=0.03)
     for expand in (True, False):
       params.refinement.expand_rounds = 3 if expand else 0

@@ -78,6 +78,7 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
   def run(self):
     from cctbx_p2a import compare, files, plots, reflections
     p, c = self.params, self.params.compare
+    solve_params = solve_params_of(p)
     prefix = p.output.prefix or "p2a_compare"
     cuts = [x for item in (c.cuts or []) for x in item.replace(",", " ").split()]
     outputs = [prefix + ".json"] + ([prefix + ".png"] if c.sweep or c.measured else [])
@@ -85,7 +86,7 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
     if c.measured:
       report = compare.run_on_measured(c.measured, c.methods, cuts, seed=c.seed,
                                        tolerance=c.tolerance, min_fraction=c.min_fraction,
-                                       model_name=c.model, log=self.logger, solve_params=solve_params_of(p))
+                                       model_name=c.model, log=self.logger, solve_params=solve_params)
       print("\n" + report["table"], file=self.logger)
       self.report = compare.as_json(report)
       self.report["rows"] = report["rows"]
@@ -103,12 +104,12 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
       report = compare.run_on_file(observed, reference, c.methods, seed=c.seed,
                                    tolerance=c.tolerance, model_name=c.model,
                                    baselines_params=p.baselines, min_fraction=c.min_fraction,
-                                   solve_params=solve_params_of(p))
+                                   solve_params=solve_params)
     else:
       report = compare.run_synthetic(c.methods, suite=c.suite, cases=c.cases, seed=c.seed,
                                      sweep=c.sweep, tolerance=c.tolerance, nproc=c.nproc,
                                      model_name=c.model, log=self.logger,
-                                     baselines_params=p.baselines, fix=c.fix, solve_params=solve_params_of(p))
+                                     baselines_params=p.baselines, fix=c.fix, solve_params=solve_params)
     print("\n" + compare.format_table(report["summaries"], report["parameter"]), file=self.logger)
     self.report = compare.as_json(report)
     with open(prefix + ".json", "w") as f:
