@@ -14,16 +14,21 @@ One trial, in the data's space group:
     as one atom wherever it lies and by its peak height (atom_weights)
     -> E-map -> its highest n_sites peaks (symmetry copies merged)
     -> a random `omit_fraction` of them left out of the next phasing
-  -> the last peaks, refined briefly (sites only) against |F_obs|.
+  -> the last peaks, refined briefly against |F_obs| (sites, then an
+     overall U and sites with U_iso: refine_u_iso).
 
 Trials are ranked by CC(|F_obs|, |F_calc|) after that refinement.  No cheap
 score separates right trials well (measured on ylid and sucrose cut to
 1.2 A, 200-300 trials each, about 1 % with half the atoms right): SHELXD's
 CC of E^2 ranked them 10th-177th, R1 0th-227th, this CC 0th-137th, the
-bonded fraction of the raw peaks worse still.  So a good share of each
-round is finished, not only its best.  Nothing here decides "solved":
-p2a.solve hands the ranked trials to the common finishing and its verdict,
-which do.
+bonded fraction of the raw peaks worse still.  Refining U_iso before the CC
+is taken helps most at 1.5 A, where a wrong trial's sites fit |F| as well
+as a half-right one's until the U_iso of its wrong atoms can rise (each
+round's best 5 held 15 half-right trials of 1,800 instead of 6: thpp, ylid,
+sucrose, docs/crystals.md).  So a good share of each round is finished, not
+only its best, side by side on the trials' processes.  Nothing here decides
+"solved": p2a.solve hands the ranked trials to the common finishing and its
+verdict, which do.
 """
 from __future__ import annotations
 
@@ -315,7 +320,8 @@ def run_trial(f_obs, e_map, n_sites, params, scattering_type, seed, index, deadl
   xs = one_trial(f_obs, e_map, n_sites, rng, params, scattering_type, deadline, seeds)
   if xs is None:
     return None
-  finishing.refine(xs, f_obs, cycles=1, max_iterations=params.refine_iterations, refine_u_iso=False)
+  finishing.refine(xs, f_obs, cycles=2 if params.refine_u_iso else 1,
+                   max_iterations=params.refine_iterations, refine_u_iso=params.refine_u_iso)
   r1, cc = finishing.r1_and_cc(f_obs, xs)[:2]
   return Trial(xray_structure=xs, r1=r1, cc=cc, index=index)
 
@@ -335,13 +341,18 @@ def n_processes(nproc):
 _WORKER = {}
 
 
-def _worker_init(*args):
+def _worker_init(finish, *args):
+  _WORKER["finish"] = finish
   _WORKER["args"] = args
 
 
 def _worker_trial(index):
   *args, deadline, seeds = _WORKER["args"]
   return run_trial(*args, index=index, deadline=deadline, seeds=seeds)
+
+
+def _worker_finish(xray_structure):
+  return _WORKER["finish"](xray_structure)
 
 
 def trial_setup(f_obs, params, min_distance=1.0):
@@ -354,13 +365,21 @@ def trial_setup(f_obs, params, min_distance=1.0):
 
 
 def best_of_rounds(f_obs, n_sites, params, scattering_type="C", seed=0, min_distance=1.0,
-                   clock=time.time):
+                   clock=time.time, finish=None):
   """The trials in rounds of params.trials_per_round (on params.processes
   processes); after each round its params.finish_per_round best (highest
-  CC) are yielded as (Trial, trials run so far), until params.n_trials trials
-  or params.max_seconds have been spent, the caller's time in between
-  included (the best trial of the last round is still yielded).  The
-  caller finishes each candidate and stops early when one is solved."""
+  CC) are yielded as (Trial, trials run so far, finish(its structure) or
+  None), until params.n_trials trials or params.max_seconds have been
+  spent, the caller's time in between included (the best trial of the last
+  round is still yielded).  The caller judges each candidate and stops
+  early when one is solved.
+
+  finish: a function of an xray.structure (the common finishing).  With
+  more than one process the round's candidates are finished side by side
+  in the trials' pool, which would otherwise wait while the main process
+  finishes them one by one: a finishing costs 10-30 trials (thpp at 1.5 A,
+  2-core machine, 5 finishings a round: about 12 s of each round's 15).
+  The results do not depend on the number of processes."""
   import multiprocessing
   t0 = clock()
   deadline = time.time() + params.max_seconds  # the wall clock, read inside trials too
@@ -368,9 +387,10 @@ def best_of_rounds(f_obs, n_sites, params, scattering_type="C", seed=0, min_dist
   nproc = n_processes(params.processes)
   pool = None
   if nproc > 1:
+    # fork: the workers inherit their arguments (finish may be a closure)
     pool = multiprocessing.get_context("fork").Pool(
       nproc, initializer=_worker_init,
-      initargs=(f_obs, e_map, n_sites, params, scattering_type, seed, deadline, seeds))
+      initargs=(finish, f_obs, e_map, n_sites, params, scattering_type, seed, deadline, seeds))
   try:
     done = 0
     while done < params.n_trials and clock() - t0 < params.max_seconds:
@@ -388,13 +408,21 @@ def best_of_rounds(f_obs, n_sites, params, scattering_type="C", seed=0, min_dist
       if not this_round:
         break
       done += len(this_round)
-      for rank, trial in enumerate(sorted(this_round, key=lambda t: -t.cc)[:params.finish_per_round]):
-        # the caller's finishing counts too (minutes for 500 atoms); but the
-        # best trial of a round that ran is always handed over, or a round cut
-        # short by the budget would have run for nothing
-        if rank > 0 and time.time() > deadline:
+      best = sorted(this_round, key=lambda t: -t.cc)[:params.finish_per_round]
+      # the caller's finishing counts too (minutes for 500 atoms); but the
+      # best trial of a round that ran is always handed over, or a round cut
+      # short by the budget would have run for nothing
+      if time.time() > deadline:
+        best = best[:1]
+      finished = [None] * len(best)
+      if finish is not None and pool is not None:
+        finished = pool.map(_worker_finish, [t.xray_structure for t in best], chunksize=1)
+      for rank, (trial, result) in enumerate(zip(best, finished)):
+        if rank > 0 and time.time() > deadline and result is None:
           return
-        yield trial, done
+        if finish is not None and result is None:
+          result = finish(trial.xray_structure)
+        yield trial, done, result
   finally:
     if pool is not None:
       pool.terminate()
@@ -410,7 +438,7 @@ def dual_space(f_obs, n_sites, scattering_type="C", seed=0, params=None):
   p = bp.dual_space
   f = baselines._prepared_amplitudes(f_obs)
   best, n_run = None, 0
-  for trial, n_run in best_of_rounds(f, n_sites, p, scattering_type, seed,
+  for trial, n_run, _ in best_of_rounds(f, n_sites, p, scattering_type, seed,
                                      min_distance=bp.peak_search.min_distance):
     if best is None or trial.cc > best.cc:
       best = trial
@@ -426,4 +454,4 @@ def dual_space(f_obs, n_sites, scattering_type="C", seed=0, params=None):
   return baselines.PhasingResult(
     "dual_space", xs, phases=f.phase_transfer(fc), fom=cc, solved_by_own_criterion=cc >= bp.min_cc,
     n_trials=n_run, time_s=time.time() - t0,
-    notes=["best of %d trials: trial %d, CC %.3f after site refinement" % (n_run, best.index + 1, best.cc)])
+    notes=["best of %d trials: trial %d, CC %.3f after its brief refinement" % (n_run, best.index + 1, best.cc)])

@@ -276,19 +276,26 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
   else:
     notes.append("start: %s" % why)
     n_sites, n_source = crystal_atom_count(f_obs, params, n_from_composition, notes)
+  a_lo, a_hi = model.domain.get("n_atoms", [0, 10 ** 6]) if route == "network" else (0, 10 ** 6)
+  max_atoms = int(1.5 * (a_hi if route == "network" else n_sites))
+
+  def finish_start(xs):
+    return finishing.finish(xs, f_obs, params, n_sites, composition=sites_of,
+                            count_known=n_from_composition is not None, max_atoms=max_atoms)
+
+  if route != "network":
     starts = crystal_starts(f_obs, params, n_sites, finishing.most_common_element(sites_of), route,
-                            notes, timings, crystal_model=crystal_model, chosen=chosen)
+                            notes, timings, crystal_model=crystal_model, chosen=chosen,
+                            finish=finish_start)
     network_output = (None, None)
 
   t = time.time()
-  a_lo, a_hi = model.domain.get("n_atoms", [0, 10 ** 6]) if route == "network" else (0, 10 ** 6)
-  max_atoms = int(1.5 * (a_hi if route == "network" else n_sites))
   best, n_listed, n_finished = None, 5, 0
   # the elements rule is measured on crystals only (docs/crystals.md)
   crystal_composition = sites_of if route != "network" else None
-  for rank, (xs, score, kind, what) in enumerate(starts):
-    done = finishing.finish(xs, f_obs, params, n_sites, composition=sites_of,
-                            count_known=n_from_composition is not None, max_atoms=max_atoms)
+  # a start may come finished already (dual-space candidates are finished side by side)
+  for rank, (xs, score, kind, what, *finished) in enumerate(starts):
+    done = finished[0] if finished and finished[0] is not None else finish_start(xs)
     explained = verdict(done.xray_structure, done.r1, done.cc, f_obs, params,
                         checks_chemistry(params, route, model, done.xray_structure),
                         elements_known=bool(sites_of), n_expected=n_from_composition,
@@ -317,7 +324,10 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
     if route == "network" and not a_lo <= xs.scatterers().size() <= a_hi:
       warnings.append("the estimated atom count %d is outside the model's range (%d-%d)"
                       % (xs.scatterers().size(), a_lo, a_hi))
-  timings["refinement"] = time.time() - t
+  # crystal starts are made inside the loop: their own time (the dual-space
+  # trials' including the candidates finished side by side) is not refinement's
+  timings["refinement"] = time.time() - t - sum(
+    timings.get(k, 0.0) for k in ("crystal_network", "placement", "charge_flipping", "dual_space"))
 
   explained, reasons = verdict(xs, r1, cc, f_obs, params, checks_chemistry(params, route, model, xs),
                                elements_known=bool(sites_of), n_expected=n_from_composition,
@@ -593,13 +603,15 @@ def crystal_network_start(f_obs, model, n_sites, params, notes, timings):
 
 
 def crystal_starts(f_obs, params, n_sites, element, route, notes, timings, crystal_model=None,
-                   chosen=None):
+                   chosen=None, finish=None):
   """The starts in the data's space group, made only when asked for (the
   caller stops at the first solved one): the crystal network's placed image
   when one is chosen (crystal_model_for), charge flipping (smtbx; its map's
   highest peaks), then the best dual-space trials round by round
   (cctbx_p2a.dual_space) until baselines.dual_space.n_trials or
-  max_seconds.  Yields (xray.structure, score, kind of start, what it is)."""
+  max_seconds.  Yields (xray.structure, score, kind of start, what it is),
+  and for dual-space trials finish(xray.structure) as well (None without
+  finish): they are finished side by side on the trials' processes."""
   from cctbx_p2a import baselines, dual_space
   if route == "conventional":
     model = crystal_model_for(f_obs, params, notes, crystal_model)
@@ -623,11 +635,13 @@ def crystal_starts(f_obs, params, n_sites, element, route, notes, timings, cryst
       ds.n_trials, ds.max_seconds, ds.finish_per_round, ds.trials_per_round))
     t = time.time()
     n_run = 0
-    for trial, n_run in dual_space.best_of_rounds(f_obs, n_sites, ds, element, params.solve.seed,
-                                                  min_distance=params.baselines.peak_search.min_distance):
+    for trial, n_run, finished in dual_space.best_of_rounds(
+        f_obs, n_sites, ds, element, params.solve.seed,
+        min_distance=params.baselines.peak_search.min_distance, finish=finish):
       timings["dual_space"] = timings.get("dual_space", 0.0) + time.time() - t
-      yield trial.xray_structure, trial.cc, "dual_space", "dual-space trial %d (%d run), CC after site refinement" % (
-        trial.index + 1, n_run)
+      yield (trial.xray_structure, trial.cc, "dual_space",
+             "dual-space trial %d (%d run), CC after its brief refinement" % (trial.index + 1, n_run),
+             finished)
       t = time.time()
     timings["dual_space"] = timings.get("dual_space", 0.0) + time.time() - t
     if n_run < ds.n_trials:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from libtbx.utils import Sorry
 
-from cctbx_p2a import baselines, compare, dual_space, measured, phasing, phil
+from cctbx_p2a import baselines, compare, dual_space, finishing, measured, phasing, phil
 from test_baselines import check_solution, easy_case
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,13 +59,13 @@ def test_rounds_yield_the_best_of_each_and_stop_at_the_limits():
   p = ds_params(cycles_per_trial=3, n_trials=7, trials_per_round=3, finish_per_round=2, processes=1).dual_space
   got = list(dual_space.best_of_rounds(f_obs, 5, p))
   # rounds of 3, 3 and 1 trials; two from each full round, one from the last
-  assert [n for _, n in got] == [3, 3, 6, 6, 7]
+  assert [n for _, n, _ in got] == [3, 3, 6, 6, 7]
   assert got[0][0].cc >= got[1][0].cc and got[2][0].cc >= got[3][0].cc
   # a clock past max_seconds after the first trial: one trial, then stop
   ticks = iter([0.0, 0.0] + [1000.0] * 10)
   p = ds_params(cycles_per_trial=3, n_trials=50, max_seconds=10, processes=1).dual_space
   got = list(dual_space.best_of_rounds(f_obs, 5, p, clock=lambda: next(ticks)))
-  assert [n for _, n in got] == [1]
+  assert [n for _, n, _ in got] == [1]
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(MEASURED, "ylid_p212121")),
@@ -95,8 +95,28 @@ def test_trials_do_not_depend_on_the_number_of_processes():
   got = {}
   for nproc in (1, 2):
     p = ds_params(cycles_per_trial=4, n_trials=6, trials_per_round=6, finish_per_round=6, processes=nproc).dual_space
-    got[nproc] = [(t.index, round(t.cc, 6)) for t, _ in dual_space.best_of_rounds(f_obs, 5, p, seed=3)]
+    got[nproc] = [(t.index, round(t.cc, 6)) for t, _, _ in dual_space.best_of_rounds(f_obs, 5, p, seed=3)]
   assert got[1] == got[2] and len(got[1]) == 6
+
+
+def test_candidates_are_finished_side_by_side_with_the_same_results():
+  """finish= runs on the trials' processes (a closure: the pool is forked)
+  and gives what finishing them one by one in this process gives."""
+  _, f_obs = easy_case(6, d_min=1.5, n_atoms=5, space_group="P21/c", unit_cell=(7, 8, 9, 90, 95, 90))
+  calls = []
+
+  def finish(xs):
+    calls.append(1)  # counted in this process only
+    return os.getpid(), round(finishing.r1_and_cc(f_obs, xs)[0], 6)
+
+  got = {}
+  for nproc in (1, 2):
+    p = ds_params(cycles_per_trial=4, n_trials=6, trials_per_round=3, finish_per_round=2,
+                  processes=nproc).dual_space
+    got[nproc] = [(t.index, r1) for t, _, (pid, r1) in dual_space.best_of_rounds(f_obs, 5, p, seed=3,
+                                                                                 finish=finish)]
+  assert got[1] == got[2] and len(got[1]) == 4
+  assert len(calls) == 4  # with 2 processes none ran here
 
 
 @pytest.mark.parametrize("space_group", ["P212121", "C2/c", "R-3c:H"])
