@@ -99,6 +99,20 @@ def test_trials_do_not_depend_on_the_number_of_processes():
   assert got[1] == got[2] and len(got[1]) == 6
 
 
+def test_trials_refine_u_iso_before_they_are_ranked_unless_told_not_to():
+  """refine_u_iso: a trial's atoms get their own U_iso before its CC ranks
+  it (wrong atoms' U_iso rise; docs/crystals.md), and keep the start's
+  common U_iso without it."""
+  _, f_obs = easy_case(4, d_min=1.5, n_atoms=6, space_group="P-1", unit_cell=(7, 8, 9, 80, 85, 95))
+  got = {}
+  for refine_u_iso in (True, False):
+    p = ds_params(cycles_per_trial=5, refine_u_iso=refine_u_iso).dual_space
+    e_map = dual_space.EMap(dual_space.strong_normalised(f_obs, p.e_min)[1], p.resolution_factor, 1.0)
+    trial = dual_space.run_trial(f_obs, e_map, 6, p, "C", 1, 0)
+    got[refine_u_iso] = {round(sc.u_iso, 6) for sc in trial.xray_structure.scatterers()}
+  assert len(got[True]) > 1 and len(got[False]) == 1
+
+
 def test_candidates_are_finished_side_by_side_with_the_same_results():
   """finish= runs on the trials' processes (a closure: the pool is forked)
   and gives what finishing them one by one in this process gives."""
