@@ -11,8 +11,9 @@ whether a way of starting trials is better, with far fewer runs.  Each trial
 is exactly what p2a.solve runs (dual_space.run_trial: recycling, brief
 refinement); it is scored against the published non-H sites (emma, 0.5 A,
 origin shifts and hand).  The counts in brackets are of the trials p2a.solve
-finishes (the best finish_per_round = 5 by CC of each round of 50), which says how well
-the CC ranks them (e.g. refine_u_iso=False against the default).  name=value: PHIL of the baselines.dual_space scope.
+finishes (the best finish_per_round = 5 by CC of each round of 50), which
+says how well the CC ranks them (e.g. refine_u_iso=False against the
+default).  name=value: PHIL of the baselines.dual_space scope.
 """
 import argparse
 import os

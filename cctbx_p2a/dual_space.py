@@ -25,10 +25,10 @@ bonded fraction of the raw peaks worse still.  Refining U_iso before the CC
 is taken helps most at 1.5 A, where a wrong trial's sites fit |F| as well
 as a half-right one's until the U_iso of its wrong atoms can rise (of
 2,400 trials on four measured sets, the rounds' best 5 held 16 with 40 %
-of the atoms right instead of 6: docs/crystals.md).  So a good share of each round is finished, not
-only its best, side by side on the trials' processes.  Nothing here decides
-"solved": p2a.solve hands the ranked trials to the common finishing and its
-verdict, which do.
+of the atoms right instead of 6: docs/crystals.md).  So a good share of
+each round is finished, not only its best, side by side on the trials'
+processes.  Nothing here decides "solved": p2a.solve hands the ranked
+trials to the common finishing and its verdict, which do.
 """
 from __future__ import annotations
 

@@ -294,8 +294,9 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
   # the elements rule is measured on crystals only (docs/crystals.md)
   crystal_composition = sites_of if route != "network" else None
   # a start may come finished already (dual-space candidates are finished side by side)
-  for rank, (xs, score, kind, what, *finished) in enumerate(starts):
-    done = finished[0] if finished and finished[0] is not None else finish_start(xs)
+  for rank, (xs, score, kind, what, done) in enumerate(starts):
+    if done is None:
+      done = finish_start(xs)
     explained = verdict(done.xray_structure, done.r1, done.cc, f_obs, params,
                         checks_chemistry(params, route, model, done.xray_structure),
                         elements_known=bool(sites_of), n_expected=n_from_composition,
@@ -500,7 +501,8 @@ def network_starts(f_obs, model, params, n_from_composition, sites_of, notes, ti
     exhaustive_limit=sp.exhaustive_limit, seed=params.solve.seed, n_best=sp.hand_candidates)
   notes.append("hand: scored %d choices of %d inverse pairs" % (n_scored, len(pairs)))
   starts = [(sites.structure_from_sites(chosen, f_obs.crystal_symmetry(), element_list[:len(chosen)]),
-             score, "network", "hand choice %d, score" % (i + 1)) for i, (chosen, score) in enumerate(candidates)]
+             score, "network", "hand choice %d, score" % (i + 1), None)
+            for i, (chosen, score) in enumerate(candidates)]
   timings["sites"] = time.time() - t
   return starts, n_sites, n_source, (atom_map, x)
 
@@ -609,9 +611,9 @@ def crystal_starts(f_obs, params, n_sites, element, route, notes, timings, cryst
   when one is chosen (crystal_model_for), charge flipping (smtbx; its map's
   highest peaks), then the best dual-space trials round by round
   (cctbx_p2a.dual_space) until baselines.dual_space.n_trials or
-  max_seconds.  Yields (xray.structure, score, kind of start, what it is),
-  and for dual-space trials finish(xray.structure) as well (None without
-  finish): they are finished side by side on the trials' processes."""
+  max_seconds.  Yields (xray.structure, score, kind of start, what it is,
+  finish(xray.structure) or None): dual-space trials come finished, side by
+  side on the trials' processes (None without finish); the others not."""
   from cctbx_p2a import baselines, dual_space
   if route == "conventional":
     model = crystal_model_for(f_obs, params, notes, crystal_model)
@@ -619,7 +621,7 @@ def crystal_starts(f_obs, params, n_sites, element, route, notes, timings, cryst
     if placed is not None:
       if chosen is not None:
         chosen["crystal_model"] = model.name
-      yield placed[0], placed[1], "crystal_network", "crystal network %s placed, CC" % model.name
+      yield placed[0], placed[1], "crystal_network", "crystal network %s placed, CC" % model.name, None
   if route in ("conventional", "charge_flipping"):
     t = time.time()
     flipped = baselines.charge_flipping(f_obs, n_sites=n_sites, scattering_type=element,
@@ -628,7 +630,8 @@ def crystal_starts(f_obs, params, n_sites, element, route, notes, timings, cryst
       flipped.n_trials, "a solution accepted" if flipped.phases is not None else "none accepted",
       flipped.fom))
     timings["charge_flipping"] = time.time() - t
-    yield flipped.xray_structure, flipped.fom, "charge_flipping", "charge flipping, CC of its peaks"
+    yield (flipped.xray_structure, flipped.fom, "charge_flipping", "charge flipping, CC of its peaks",
+           None)
   if route in ("conventional", "dual_space"):
     ds = params.baselines.dual_space
     notes.append("dual-space trials: up to %d in %.0f s, the best %d of every %d finished" % (
