@@ -377,8 +377,8 @@ def best_of_rounds(f_obs, n_sites, params, scattering_type="C", seed=0, min_dist
   finish: a function of an xray.structure (the common finishing).  With
   more than one process the round's candidates are finished side by side
   in the trials' pool, which would otherwise wait while the main process
-  finishes them one by one: a finishing costs 10-30 trials (thpp at 1.5 A,
-  2-core machine, 5 finishings a round: about 12 s of each round's 15).
+  finishes them one by one: a finishing costs 10-30 trials (thpp at 1.5 A:
+  about 0.1 s a trial, 1-3 s a finishing).
   The results do not depend on the number of processes."""
   import multiprocessing
   t0 = clock()
