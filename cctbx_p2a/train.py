@@ -343,7 +343,7 @@ class Trainer:
     self.net.load_state_dict(state["model"])
     self.opt.load_state_dict(state["optimizer"])
     self.step, self.history, self.elapsed_before = state["step"], state["history"], state["elapsed_s"]
-    torch.set_rng_state(state["torch_rng"])
+    torch.set_rng_state(state["torch_rng"].cpu())   # map_location moved it to the GPU
     self.init_from = state.get("init_from")
     print("Resumed from %s at step %d (written by %d process%s, now %d)" % (
       path, self.step, state.get("world_size", 1), "" if state.get("world_size", 1) == 1 else "es",
@@ -368,8 +368,11 @@ class Trainer:
 
   def _batches(self):
     t = self.params.train
-    if self.device.type != "cpu" and t.data_path == "fast":
-      def on_device():   # the fast path runs on the GPU itself: no workers, no copies
+    if self.device.type != "cpu" and t.data_path == "fast" and not t.crystal_store:
+      # the fast path runs on the GPU itself: no workers, no copies.  Not for a
+      # crystal store: its per-crystal steps ran at 80 examples/s on an H100,
+      # slower than one CPU worker here (150/s), so workers make those batches.
+      def on_device():
         step = self.step
         while True:
           yield make_batch(self.params, self.geometry, TRAIN_STREAM,

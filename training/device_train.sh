@@ -1,29 +1,74 @@
 #!/usr/bin/env bash
-# Train the crystal network on a lent GPU machine, in one call of the device
-# tool (docs/training.md), resuming the committed checkpoint:
+# One lent-GPU session's training, in one call of the device tool
+# (docs/training.md): the `paper` model fine-tuned on the GPU's fast data path,
+# and the crystal network resumed from its committed checkpoint, side by side
+# on the one GPU (each alone leaves most of an H100 idle: small networks,
+# launch-bound steps).
 #
 #   bash training/make_device_bundle.sh        # here, once: .device/cctbx_bundle.tar.xz
-#   device run, carry [".device"], command:
-#     bash training/device_train.sh MINUTES [extra p2a.train settings]
+#   device run, carry [".device"], timeout_s 570, command:
+#     bash training/device_train.sh MINUTES
 #
 # Unpacks the trimmed cctbx-base into the device's Python (libtbx finds its
-# environment in site-packages), installs this checkout without its
-# dependencies, trains for MINUTES on the GPU (bf16 autocast, the fast data
-# path on the GPU itself) and leaves the checkpoint, model and card in $OUT.
-# Not yet run on a device machine: no GPU was lent when it was written.
+# environment in site-packages) and puts this checkout on PYTHONPATH.
+# The crystal run starts at once and stops after MINUTES
+# (train.max_minutes).  The paper run first measures its own step rate on 80
+# steps beside it, then takes as many steps as fit in MINUTES, so its cosine
+# schedule ends where the time does.  Leaves paper.tar, crystals.tar and the
+# logs in $OUT; unpack them here and commit what is worth keeping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-minutes=${1:-7}; shift || true
-site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-tar -xJf .device/cctbx_bundle.tar.xz -C "$site"
-python3 -m pip install -q --no-deps --no-index --no-build-isolation -e . >/dev/null
-export PYTHONUNBUFFERED=1
+minutes=${1:-6}
 out=${OUT:-training/runs/device}
-mkdir -p "$out"
-cp training/runs/crystals/crystals.ckpt "$out/crystals.ckpt" 2>/dev/null || true
-resume=""
-[ -f "$out/crystals.ckpt" ] && resume="train.resume=$out/crystals.ckpt"
+work=$(mktemp -d)
+mkdir -p "$out" "$work/paper" "$work/crystals" "$work/probe"
+exec > >(tee "$out/session.log") 2>&1
+finish() {   # on any exit, failures included: the logs and whatever was written
+  for f in "$work"/*/train.log; do echo "== $f"; tail -4 "$f"; done
+  rm -f "$work"/probe/*.ckpt
+  tar -cf "$out/paper.tar" -C "$work" paper probe
+  tar -cf "$out/crystals.tar" -C "$work" crystals
+}
+trap finish EXIT
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+device=${P2A_DEVICE:-cuda}; probe=${P2A_PROBE_STEPS:-80}   # overridden only for a dry run on a CPU
+if ! python3 -c 'import cctbx' 2>/dev/null; then
+  site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  tar -xJf .device/cctbx_bundle.tar.xz -C "$site"
+fi
+# this checkout, importable without an install (pyproject maps cctbx_p2a.phil to phil/)
+[ -e cctbx_p2a/phil ] || ln -s ../phil cctbx_p2a/phil
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+python3 -c 'import cctbx_p2a, torch, numpy; from cctbx_p2a import batch_data, crystal_data; from cctbx import xray
+print("smoke: torch", torch.__version__, "cuda", torch.cuda.is_available(), "numpy", numpy.__version__)'
+train() { python3 -m cctbx_p2a.programs.train "$@"; }
+
+# the crystal network: resume, on every crystal of the committed store
 n=$(python3 -c "import numpy as np; print(len(np.load('training/crystals.npz')['seeds']))")
-p2a.train examples/train_crystals.phil train.output_dir="$out" train.device=cuda train.threads=8 \
-  train.crystal_count="$n" train.max_minutes="$minutes" train.progress_every=200 $resume "$@" \
-  2>&1 | tee "$out/train.log"
+cp training/runs/crystals/crystals.ckpt "$work/crystals/"
+train examples/train_crystals.phil train.output_dir="$work/crystals" train.device="$device" train.threads=1 \
+  train.data_workers=12 \
+  train.crystal_count="$n" train.max_minutes="$minutes" train.progress_every=200 \
+  train.evaluation_cases=0 train.resume="$work/crystals/crystals.ckpt" > "$work/crystals/train.log" 2>&1 &
+crystals_pid=$!
+
+# the paper model: its step rate beside the crystal run, then the run itself
+paper=(train.name=paper_gpu train.seed=2026 train.init_from=paper train.batch_size=32
+       train.learning_rate=1e-3 train.warmup_steps=100 train.device="$device" train.threads=2
+       train.validate_every=1000 train.checkpoint_every=1000 train.progress_every=200)
+train "${paper[@]}" train.output_dir="$work/probe" train.steps=100000 train.stop_at_step="$probe" \
+  train.progress_every=$((probe / 4)) train.evaluation_cases=0 > "$work/probe/train.log" 2>&1 || {
+  echo "probe failed"; kill "$crystals_pid"; wait; exit 1; }
+steps=$(python3 - "$work/probe/train.log" "$minutes" <<'EOF'
+import re, sys
+rows = [(int(s), float(r)) for s, r in re.findall(r"^step (\d+)/\d+ .* ([\d.]+) samples/s", open(sys.argv[1]).read(), re.M)]
+(s0, r0), (s1, r1) = rows[1], rows[-1]            # cumulative rates: the rate between steps s0 and s1
+samples_per_s = (s1 - s0) / (s1 / r1 - s0 / r0)   # elapsed = step * batch / cumulative rate
+print(int(0.9 * samples_per_s * 60 * float(sys.argv[2]) / 32))
+EOF
+)
+echo "paper: $steps steps of 32 (90% of what the probe's rate fits in $minutes min)"
+train "${paper[@]}" train.output_dir="$work/paper" train.steps="$steps" train.max_minutes="$minutes".5 \
+  train.evaluation_cases=200 > "$work/paper/train.log" 2>&1 || echo "paper run failed"
+wait "$crystals_pid" || echo "crystal run failed"
