@@ -8,6 +8,8 @@ atom lies within `tolerance` A.  Methods:
 * ``p2a``: the full phasing step (network, hand, refinement);
 * ``network``: the network's raw read-out scored as in the paper (mean
   distance of true atoms and inverses to the nearest peak) -- synthetic only;
+* ``network_untrained``: the same read-out of the untrained control below
+  (its map on a trained map's scale), the control for ``network``;
 * ``random_recycling``: p2a's own refinement and dual-space recycling started
   from random sites (5 starts);
 * ``p2a_untrained``: the control that shows what the network adds -- p2a's
@@ -55,6 +57,7 @@ SUITES = {
 }
 # methods that run p2a.solve, and need the trained model (or its card)
 SOLVE_METHODS = ("p2a", "p2a_estimated_count", "p2a_untrained", "p2a_patterson")
+READ_OUT_METHODS = ("network", "network_untrained")   # raw read-outs, synthetic suites only
 CONTROL_SEED = 0
 SWEEPABLE = {"d_min": "range", "noise": "range", "completeness": "range", "n_atoms": "range",
              "cell_edge": "cell"}
@@ -207,7 +210,7 @@ def control_model(method, trained):
   """The model a control method runs in place of the trained network (cached)."""
   key = (method, trained.name)
   if key not in _CONTROLS:
-    _CONTROLS[key] = ControlModel(trained, "untrained" if method == "p2a_untrained" else "patterson")
+    _CONTROLS[key] = ControlModel(trained, "patterson" if method == "p2a_patterson" else "untrained")
   return _CONTROLS[key]
 
 
@@ -215,7 +218,7 @@ def check_methods(methods):
   """Refuse unknown method names before any case runs (a worker would only
   record them as crashes)."""
   from cctbx_p2a import baselines
-  known = SOLVE_METHODS + ("network", "random_recycling") + tuple(baselines.METHODS)
+  known = SOLVE_METHODS + READ_OUT_METHODS + ("random_recycling",) + tuple(baselines.METHODS)
   unknown = [m for m in methods if m not in known]
   if unknown:
     raise Sorry("Unknown method(s) %s: choose from %s (separate them with spaces, e.g. "
@@ -232,7 +235,9 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
   from cctbx_p2a import baselines, evaluation, finishing, phasing
   t0 = time.time()
   row = {"method": method}
-  if method == "network":
+  if method in READ_OUT_METHODS:
+    if method == "network_untrained":
+      model = control_model(method, model)
     y = model.predict(phasing.network_input(f_obs, model)[0])
     row["time_s"] = time.time() - t0
     score = evaluation.score_read_out(sites_centred, y, model.output_voxel)
@@ -325,7 +330,7 @@ def summarise(rows):
     "median_time_s": float(np.median([r["time_s"] for r in rows])),
     "crashed": sum(1 for r in rows if r.get("error")),  # counted as not solved
   }
-  if rows[0]["method"] == "network":
+  if rows[0]["method"] in READ_OUT_METHODS:
     d = np.concatenate([np.array(r["distances"]) for r in rows if "distances" in r] or [np.zeros(0)])
     out["mean_error_A"] = float(d[np.isfinite(d)].mean()) if np.isfinite(d).any() else None
     out["atoms_within_0.5A"] = float(np.mean(d <= 0.5))
@@ -376,7 +381,7 @@ def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, toleranc
     for k in range(cases):
       for m in methods:
         tasks.append((m, suite, overrides, seed, k, tolerance))
-  needs_model = any(m in SOLVE_METHODS + ("network",) for m in methods)
+  needs_model = any(m in SOLVE_METHODS + READ_OUT_METHODS for m in methods)
   nproc = nproc or os.cpu_count() or 1
   rows = []
   t0 = time.time()
@@ -412,7 +417,7 @@ def run_on_file(observed, reference, methods, seed=7, tolerance=0.5, model_name=
   reference = measured.reference_sites(reference)
   rows, summaries = [], []
   for m in methods:
-    if m == "network":
+    if m in READ_OUT_METHODS:
       continue  # needs the true centred sites; only in synthetic suites
     row = run_method(m, f_obs, reference, reference.scatterers().size(), seed, tolerance,
                      model=model, solve_params=solve_params, baselines_params=baselines_params)

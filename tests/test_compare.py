@@ -39,6 +39,18 @@ def test_synthetic_sweep_writes_table_json_and_plot(tmp_cwd):
   assert os.path.getsize("p2a_compare.png") > 5000
 
 
+def test_read_out_control_is_scored_like_the_network(tmp_cwd):
+  """network_untrained: the raw read-out of the untrained control, scored as
+  the paper's metric; the shipped paper model must beat it on its own cases."""
+  run(["methods=network network_untrained", "cases=4", "nproc=1", "model=paper", "seed=1"])
+  saved = json.load(open("p2a_compare.json"))
+  for m in ("network", "network_untrained"):
+    for key in ("mean_error_A", "atoms_within_0.5A", "atoms_within_1.0A", "peak_precision"):
+      assert saved[m][key] is not None
+  assert saved["network"]["atoms_within_1.0A"] > saved["network_untrained"]["atoms_within_1.0A"] + 0.1
+  assert saved["network"]["mean_error_A"] < saved["network_untrained"]["mean_error_A"]
+
+
 def test_sweep_parsing():
   assert compare.parse_sweep("d_min=1.0,1.5") == ("d_min", [1.0, 1.5])
   assert compare.parse_sweep("n_atoms=6,10") == ("n_atoms", [6, 10])
