@@ -7,7 +7,7 @@
 #
 #   bash training/make_device_bundle.sh        # here, once: .device/cctbx_bundle.tar.xz
 #   device run, carry [".device"], timeout_s 570, command:
-#     bash training/device_train.sh MINUTES
+#     bash training/device_train.sh MINUTES [PAPER_SEED]
 #
 # Unpacks the trimmed cctbx-base into the device's Python (libtbx finds its
 # environment in site-packages) and puts this checkout on PYTHONPATH.
@@ -19,6 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:-6}
+paper_seed=${2:-2027}   # 2026 went into the shipped paper model: give each session's run a new one
 out=${OUT:-training/runs/device}
 work=$(mktemp -d)
 mkdir -p "$out" "$work/paper" "$work/crystals" "$work/probe"
@@ -54,7 +55,7 @@ train examples/train_crystals.phil train.output_dir="$work/crystals" train.devic
 crystals_pid=$!
 
 # the paper model: its step rate beside the crystal run, then the run itself
-paper=(train.name=paper_gpu train.seed=2026 train.init_from=paper train.batch_size=32
+paper=(train.name=paper_gpu train.seed="$paper_seed" train.init_from=paper train.batch_size=32
        train.learning_rate=1e-3 train.warmup_steps=100 train.device="$device" train.threads=2
        train.validate_every=1000 train.checkpoint_every=1000 train.progress_every=200)
 train "${paper[@]}" train.output_dir="$work/probe" train.steps=100000 train.stop_at_step="$probe" \
