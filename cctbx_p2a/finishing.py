@@ -861,6 +861,36 @@ def expand_partial_structure(xs, fit, f_obs, n_sites, element, params, retype=No
   return best, best_fit, "partial-structure expansion: %d rounds (R1 %.3f)" % (n_rounds, best_fit[0])
 
 
+def fill_missing_atoms(xs, fit, f_obs, n_sites, element, params, retype=None):
+  """A model short of the composition's count after everything else: add the
+  strongest difference-map peaks (model phases) down to
+  refinement.fill_min_distance from an atom, refine, merge atoms that
+  refined onto one site, type the elements; kept only when R1 falls by
+  refinement.fill_min_r1_gain.  Why: the rebuild keeps peaks 1.2 A from an
+  atom at d_min > 1.05 A (closer ones are mostly ripples), but a missing
+  atom bonded to two present ones can sit closer than that to one of them:
+  thpp at 1.5 A ended 15 of 16 atoms, R1 0.180, with a 1.77 A C-F contact;
+  filled this way it is 16/16, R1 0.111.  The R1 gain keeps a ripple out.
+  fit = (R1, CC, F_calc) of xs.  Returns (structure, fit, note or None)."""
+  rp = params.refinement
+  n = xs.scatterers().size()
+  if not rp.fill_missing or n >= n_sites or n < 2:
+    return xs, fit, None
+  trial, added = complete(xs.deep_copy_scatterers(), f_obs, n_sites, element=element, difference=True,
+                          min_distance=rp.fill_min_distance)
+  if not added:
+    return xs, fit, None
+  refine_with_params(trial, f_obs, params)
+  trial, _ = drop_overlapping_atoms(trial)
+  trial_fit = r1_and_cc(f_obs, trial)
+  if retype is not None:
+    trial, trial_fit, _ = retype(trial, trial_fit)
+  if trial_fit[0] > fit[0] - rp.fill_min_r1_gain:
+    return xs, fit, None
+  return trial, trial_fit, "%d missing atom(s) filled from the difference map: %d -> %d sites (R1 %.3f)" % (
+    added, n, trial.scatterers().size(), trial_fit[0])
+
+
 # --- the whole finishing sequence --------------------------------------------------
 
 @dataclass
@@ -920,6 +950,11 @@ def finish(xs, f_obs, params, n_sites, composition=None, count_known=True, max_a
     xs, (r1, cc, f_calc), note = rebuild_suspect_atoms(xs, (r1, cc, f_calc), f_obs, n_sites, light,
                                                        params, retype=retype,
                                                        elements_known=bool(sites_of))
+    if note:
+      steps.append(note)
+  if count_known:
+    xs, (r1, cc, f_calc), note = fill_missing_atoms(xs, (r1, cc, f_calc), f_obs, n_sites, light, params,
+                                                    retype=retype)
     if note:
       steps.append(note)
   return Finished(xray_structure=relabel(xs), r1=r1, cc=cc, f_calc=f_calc, steps=steps,

@@ -196,6 +196,38 @@ def test_expansion_pulls_a_half_right_model_towards_the_structure():
   assert sum(right[True]) >= 30 and sum(right[False]) <= 24, right
 
 
+def test_fill_missing_atoms_restores_a_bonded_atom_and_refuses_a_ripple():
+  """thpp at 1.5 A, published sites refined, one ring atom bonded to two
+  others removed: fill_missing_atoms puts it back (within 0.3 A), R1 falls.
+  With the model already complete and one atom too many asked for, the
+  strongest difference peak is a ripple and the R1 gain rule refuses it."""
+  observed, reference = measured.load(measured.thpp_set())
+  params = phasing.default_params()
+  f_obs, right = measured.refined_published(observed, reference, 1.5, params)
+  sites_of = {"C": 10, "N": 4, "F": 2}
+  cart = np.array(right.sites_cart())
+  d = np.linalg.norm(cart[:, None] - cart[None], axis=2)
+  bonded_twice = [i for i in range(len(cart)) if np.sum((d[i] > 0.5) & (d[i] < 1.6)) >= 2
+                  and right.scatterers()[i].scattering_type == "C"]
+  gone = bonded_twice[0]
+  short = right.select(flex.size_t([i for i in range(len(cart)) if i != gone]))
+  fit = finishing.r1_and_cc(f_obs, short)
+
+  def retype(xs, fit):
+    return finishing.assign_elements(xs, f_obs, sites_of, params, fit)
+
+  filled, filled_fit, note = finishing.fill_missing_atoms(short, fit, f_obs, 16, "C", params, retype)
+  assert note and filled.scatterers().size() == 16, note
+  assert filled_fit[0] < fit[0] - 0.02, (fit[0], filled_fit[0])
+  assert finishing.distances_to_structure(filled, [right.scatterers()[gone].site], 1.0)[0] < 0.3
+  params.refinement.fill_missing = False
+  assert finishing.fill_missing_atoms(short, fit, f_obs, 16, "C", params, retype)[2] is None
+  params.refinement.fill_missing = True
+  complete_fit = finishing.r1_and_cc(f_obs, right)
+  same, same_fit, note = finishing.fill_missing_atoms(right, complete_fit, f_obs, 17, "C", params, retype)
+  assert note is None and same is right and same_fit[0] == complete_fit[0]
+
+
 def test_difference_completion_places_a_nitrile_nitrogen():
   """A C#N bond is 1.15 A: the difference-map completion of the rebuild
   must place an atom that close (finishing.SHORTEST_BOND), which the F_obs
