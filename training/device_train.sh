@@ -34,7 +34,7 @@ trap finish EXIT
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 device=${P2A_DEVICE:-cuda}; probe=${P2A_PROBE_STEPS:-80}   # overridden only for a dry run on a CPU
-if ! python3 -c 'import cctbx' 2>/dev/null; then
+if [ "$device" = cuda ] && ! python3 -c 'import cctbx' 2>/dev/null; then   # the device's own Python only
   site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   tar -xJf .device/cctbx_bundle.tar.xz -C "$site"
 fi
