@@ -207,10 +207,12 @@ class ControlModel:
 
 
 def control_model(method, trained):
-  """The model a control method runs in place of the trained network (cached)."""
-  key = (method, trained.name)
+  """The model a control method runs in place of the trained network, cached
+  by its source: network_untrained and p2a_untrained share one."""
+  source = "patterson" if method == "p2a_patterson" else "untrained"
+  key = (source, trained.name)
   if key not in _CONTROLS:
-    _CONTROLS[key] = ControlModel(trained, "patterson" if method == "p2a_patterson" else "untrained")
+    _CONTROLS[key] = ControlModel(trained, source)
   return _CONTROLS[key]
 
 

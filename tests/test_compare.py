@@ -120,6 +120,7 @@ def test_untrained_control_is_the_trained_architecture_seeded():
     assert y.shape == (trained.card["grid"]["output_n"],) * 3
     assert y.max() == np.float32(0.5) and y.min() == 0.0
     assert np.allclose(y, y[::-1, ::-1, ::-1], atol=1e-6)
+  assert compare.control_model("network_untrained", trained) is compare.control_model("p2a_untrained", trained)
   # the Patterson control has no origin peak
   y = compare.control_model("p2a_patterson", trained).predict(x)
   c = patterson.grid_coordinates(y.shape[0], trained.voxel)
