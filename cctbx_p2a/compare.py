@@ -263,6 +263,8 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
     xs, r1 = result.xray_structure, result.r1
     row["n_sites"] = result.n_sites
     row["claimed_solved"] = bool(result.solved)  # what p2a.solve would tell the user
+    # where the kept start came from, and the search's own account (trials run)
+    row.update(start=result.start, start_detail=result.start_detail, notes=list(result.notes))
   elif method == "random_recycling":
     element = main_element(reference)
     xs = finishing.random_start_recycling(f_obs, n_sites, element=element, seed=seed)

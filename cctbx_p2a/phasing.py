@@ -648,9 +648,10 @@ def crystal_starts(f_obs, params, n_sites, element, route, notes, timings, cryst
       t = time.time()
     timings["dual_space"] = timings.get("dual_space", 0.0) + time.time() - t
     if n_run < ds.n_trials:
-      # wall time: how many trials fit depends on the machine and its load
+      # the safety net bound: how many trials fit depends on the machine and its load
       notes.append("dual-space: %d of %d trials run before baselines.dual_space.max_seconds=%.0f s "
-                   "ended the search (wall time: more processes, a less loaded machine or a larger "
-                   "max_seconds run more)" % (n_run, ds.n_trials, ds.max_seconds))
+                   "ended the search (wall time, so this result depends on the machine's speed and "
+                   "load; a larger max_seconds runs the whole trial budget and is reproducible)"
+                   % (n_run, ds.n_trials, ds.max_seconds))
     else:
       notes.append("dual-space: %d trials run" % n_run)

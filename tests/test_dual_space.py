@@ -237,3 +237,26 @@ def test_the_log_says_when_the_time_budget_ended_the_search():
   params.baselines.dual_space.max_seconds = 0
   with pytest.raises(Sorry, match="max_seconds"):
     phasing.solve(noise, params=params)
+
+
+def test_the_trial_budget_decides_the_result():
+  """The search's budget is n_trials, not the clock (max_seconds is a safety
+  net): the same data and seed run the same trials and give the same
+  structure, and the notes say the whole budget ran."""
+  from cctbx.array_family import flex
+  _, f_obs = easy_case(10, d_min=1.5, n_atoms=6, space_group="P21/c", unit_cell=(8, 9, 10, 90, 100, 90))
+  noise = f_obs.customized_copy(data=flex.double(np.abs(np.random.RandomState(1).normal(size=f_obs.size())))
+                                 ).set_observation_type_xray_amplitude()
+  params = phasing.default_params()
+  assert params.baselines.dual_space.max_seconds >= 300  # a net that ordinary solves never reach
+  params.solve.start = "dual_space"
+  params.solve.composition = "C6"
+  params.baselines.dual_space.n_trials = 10
+  params.baselines.dual_space.trials_per_round = 5
+  params.baselines.dual_space.cycles_per_trial = 5
+  params.baselines.dual_space.processes = 1
+  first, second = phasing.solve(noise, params=params), phasing.solve(noise, params=params)
+  assert any(n == "dual-space: 10 trials run" for n in first.notes), first.notes
+  assert first.start_detail == second.start_detail
+  assert np.allclose(first.xray_structure.sites_frac().as_numpy_array(),
+                     second.xray_structure.sites_frac().as_numpy_array())
