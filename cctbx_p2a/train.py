@@ -479,8 +479,12 @@ class Trainer:
     card["training"]["processes"] = self.world_size
     card["training"]["data_path"] = t.data_path
     card["training"]["bf16_autocast"] = self.bf16
-    if self.init_from:
+    if self.init_from:   # the whole lineage, so that a chain of fine-tunes still counts every example
       card["training"]["init_from"] = self.init_from
+      card["training_data"]["examples_seen_with_init_from"] = (
+        card["training_data"]["examples_seen"] + (self.init_from.get("examples_seen_in_all") or 0))
+      card["wall_time_s_with_init_from"] = round(
+        card["wall_time_s"] + (self.init_from.get("wall_time_s_in_all") or 0.0), 1)
     net_cpu = self.net.to("cpu").eval()
     if self.crystals:
       from cctbx_p2a import crystal_data
@@ -524,8 +528,11 @@ def start_from_model(net, name_or_path, params, geometry):
                 % (name_or_path, arch["name"], arch["channels"], model.card["grid"],
                    params.network.architecture, params.network.channels, geometry.as_dict()))
   net.load_state_dict(model.net.state_dict())
+  seen = model.card.get("training_data", {})
   return {"name": model.name, "sha256": model.card.get("sha256"),
-          "examples_seen": model.card.get("training_data", {}).get("examples_seen")}
+          "examples_seen": seen.get("examples_seen"),   # its own run
+          "examples_seen_in_all": seen.get("examples_seen_with_init_from", seen.get("examples_seen")),
+          "wall_time_s_in_all": model.card.get("wall_time_s_with_init_from", model.card.get("wall_time_s"))}
 
 
 def format_seconds(s):

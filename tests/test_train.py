@@ -64,8 +64,12 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
   after = torch.load(str(tmp_path / "tuned" / "p2a_model.pt"), weights_only=True)["state_dict"]
   for name, tensor in start.items():   # learning rate 0: the weights are the source's
     assert torch.allclose(tensor, after[name]), name
-  assert card["training"]["init_from"]["sha256"] == json.load(
-    open(tmp_path / "base" / "p2a_model.json"))["sha256"]
+  base_card = json.load(open(tmp_path / "base" / "p2a_model.json"))
+  assert card["training"]["init_from"]["sha256"] == base_card["sha256"]
+  # the card counts the whole lineage: the base's examples and time plus this run's
+  assert card["training_data"]["examples_seen_with_init_from"] == (
+    base_card["training_data"]["examples_seen"] + card["training_data"]["examples_seen"])
+  assert card["wall_time_s_with_init_from"] >= base_card["wall_time_s"]
 
 
 def test_fine_tuning_from_another_architecture_is_refused(tmp_path):
