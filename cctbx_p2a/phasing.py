@@ -20,7 +20,7 @@ import numpy as np
 
 from libtbx.utils import Sorry
 
-from cctbx_p2a import finishing, patterson, reflections, sites
+from cctbx_p2a import finishing, known_molecule, patterson, reflections, sites
 
 # --- composition ----------------------------------------------------------------
 
@@ -253,6 +253,11 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
   elif getattr(observed, "composition", None):
     # from SFAC/UNIT / Z of the SHELX file (reflections says so in its notes)
     composition = dict(observed.composition)
+  models = known_molecule.search_models(params) if (params.solve.molecule or params.solve.smiles) else []
+  if models and composition is None:
+    composition = known_molecule.composition_of(models[0][1])
+    notes.append("composition from the known molecule: %s (one molecule per asymmetric unit)" % " ".join(
+      "%s%d" % kv for kv in sorted(composition.items())))
   sites_of = finishing.composition_sites(composition)
   n_from_composition = sum(sites_of.values()) if sites_of else None
   route, why, problems = choose_start(f_obs, model, n_from_composition, params)
@@ -286,7 +291,7 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
   if route != "network":
     starts = crystal_starts(f_obs, params, n_sites, finishing.most_common_element(sites_of), route,
                             notes, timings, crystal_model=crystal_model, chosen=chosen,
-                            finish=finish_start)
+                            finish=finish_start, models=models)
     network_output = (None, None)
 
   t = time.time()
@@ -297,17 +302,18 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
   for rank, (xs, score, kind, what, done) in enumerate(starts):
     if done is None:
       done = finish_start(xs)
+    rigid = rigid_fit((xs, score), done.xray_structure) if kind == "known_molecule" else None
     explained = verdict(done.xray_structure, done.r1, done.cc, f_obs, params,
                         checks_chemistry(params, route, model, done.xray_structure),
                         elements_known=bool(sites_of), n_expected=n_from_composition,
-                        composition=crystal_composition)[0]
+                        composition=crystal_composition, rigid=rigid)[0]
     n_finished = rank + 1
     if rank < n_listed or explained:  # hundreds of dual-space starts would flood the log
       notes.append("start %d (%s %.3f): %s; R1 %.3f%s" % (
         rank + 1, what, score, "; ".join(done.steps), done.r1, ", explains the data" if explained else ""))
     # the first start the verdict accepts ends the search; else the lowest R1
     if best is None or (explained, -done.r1) > (best[2], -best[0].r1):
-      best = (done, score, explained, kind, "%s %.3f" % (what, score))
+      best = (done, score, explained, kind, "%s %.3f" % (what, score), rigid)
     if explained:
       break
   if n_finished > n_listed:
@@ -317,7 +323,7 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
     raise Sorry("No start was finished: %s. Raise baselines.dual_space.max_seconds (a trial "
                 "of %d atoms in this cell takes longer), or leave solve.start=auto, which starts "
                 "with charge flipping." % ("; ".join(notes[-1:]) or "no trial finished", n_sites))
-  done, start_score, _, start_kind, start_detail = best
+  done, start_score, _, start_kind, start_detail, rigid = best
   xs, r1, cc, f_calc = done.xray_structure, done.r1, done.cc, done.f_calc
   if n_source != "composition":
     n_source = done.n_sites_source.replace("estimated", "estimated from the %s" % (
@@ -328,11 +334,17 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
   # crystal starts are made inside the loop: their own time (the dual-space
   # trials' including the candidates finished side by side) is not refinement's
   timings["refinement"] = time.time() - t - sum(
-    timings.get(k, 0.0) for k in ("crystal_network", "placement", "charge_flipping", "dual_space"))
+    timings.get(k, 0.0) for k in ("crystal_network", "placement", "charge_flipping", "dual_space",
+                                  "known_molecule"))
 
   explained, reasons = verdict(xs, r1, cc, f_obs, params, checks_chemistry(params, route, model, xs),
                                elements_known=bool(sites_of), n_expected=n_from_composition,
-                               composition=crystal_composition)
+                               composition=crystal_composition, rigid=rigid)
+  if explained and rigid is not None and not finishing.enough_data(f_obs, xs.scatterers().size(), params):
+    notes.append("%d unique reflections are fewer than success.min_data_per_parameter=%.1f per free-atom "
+                 "parameter; the claim rests on the known molecule's rigid fit (7 parameters): CC %.3f, "
+                 "%.0f %% of its atoms kept within 0.5 A by the finishing" % (
+                   f_obs.size(), params.success.min_data_per_parameter, rigid[0], 100 * rigid[1]))
   solved = explained and not warnings
   warnings = data_warnings + warnings
   for reason in reasons:
@@ -381,14 +393,17 @@ def reaches(f_obs, d_min_limit):
 
 
 def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_expected=None,
-            composition=None):
+            composition=None, rigid=None):
   """Whether a structure explains the data, and if not, why: R1 and CC;
   enough reflections per parameter for R1 to mean something; no atom smeared
   out to a U_iso the data cannot see (elements_known: typed from a
   composition, see finishing.suspect_atoms); the composition's n_expected
   atoms all placed; (with `composition`, element -> sites) the
   composition's elements in the model; and (with chemistry) atoms at bond
-  lengths from one another.  Returns (bool, [why not])."""
+  lengths from one another.  rigid = (CC of a known molecule's rigid
+  placement, share of the finished atoms within 0.5 A of it): a good rigid
+  fit stands in for the reflections-per-parameter rule.  Returns (bool,
+  [why not])."""
   sp = params.success
   reasons = []
   n_placed = xs.scatterers().size()
@@ -413,10 +428,14 @@ def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_ex
     reasons.append("the model holds %s where the composition says %s: its elements could not be "
                    "placed by density without raising R1 (success.composition_elements_d_min=%.1f A)"
                    % (wrong_elements[0], wrong_elements[1], sp.composition_elements_d_min))
-  if not finishing.enough_data(f_obs, n_placed, params):
+  if not finishing.enough_data(f_obs, n_placed, params) and not rigid_fit_holds(rigid, params):
     reasons.append("%d unique reflections for %d atoms (%d parameters) are too few to tell a right "
-                   "structure from a refined wrong one (success.min_data_per_parameter=%.1f)"
-                   % (f_obs.size(), n_placed, 4 * n_placed, sp.min_data_per_parameter))
+                   "structure from a refined wrong one (success.min_data_per_parameter=%.1f)%s"
+                   % (f_obs.size(), n_placed, 4 * n_placed, sp.min_data_per_parameter,
+                      "" if rigid is None else "; nor does the known molecule's rigid fit carry the "
+                      "claim: CC %.3f, %.0f %% of the atoms kept within 0.5 A (success.rigid_body_cc_min="
+                      "%.2f, rigid_body_kept=%.2f)" % (rigid[0], 100 * rigid[1], sp.rigid_body_cc_min,
+                                                       sp.rigid_body_kept)))
   if chemistry:
     fraction = finishing.bonded_fraction(xs)
     if fraction < sp.min_bonded_fraction:
@@ -438,6 +457,23 @@ def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_ex
   return not reasons, reasons
 
 
+def rigid_fit_holds(rigid, params):
+  """Whether a known molecule's rigid placement (CC, share of atoms kept)
+  carries a claim that the reflections per free-atom parameter cannot."""
+  sp = params.success
+  return rigid is not None and rigid[0] >= sp.rigid_body_cc_min and rigid[1] >= sp.rigid_body_kept
+
+
+def rigid_fit(start, finished):
+  """(CC of the rigid placement, share of its atoms that the finished
+  structure keeps within 0.5 A, origin shifts allowed) for a known-molecule
+  start; the CC comes with the start."""
+  from cctbx_p2a import baselines
+  xs, cc = start
+  kept = baselines.score_against_reference(xs, finished, tolerance=0.5)["n_matched"]
+  return cc, kept / max(1, xs.scatterers().size())
+
+
 def choose_start(f_obs, model, n_atoms, params):
   """Which start the data get: (route, why, the model's domain problems).
 
@@ -450,6 +486,20 @@ def choose_start(f_obs, model, n_atoms, params):
   solve.force only lets the network run outside its domain (start=network)."""
   problems = domain_problems(f_obs, model, n_atoms)
   choice = params.solve.start
+  if params.solve.molecule or params.solve.smiles:
+    given = "solve.molecule" if params.solve.molecule else "solve.smiles"
+    placed = ("the known molecule (%s) placed in %s by a Patterson rotation search, the translation "
+              "function and a rigid body; the network took no part" % (given, f_obs.space_group_info()))
+    if choice == "molecule":
+      return "known_molecule", placed + " (start=molecule)", problems
+    if choice == "auto":
+      return "known_molecule+conventional", placed + "; then, while nothing is solved, charge flipping " \
+        "and dual-space trials", problems
+    raise Sorry("%s is a start of its own, and solve.start=%s asks for another. Leave solve.start=auto "
+                "(the molecule, then the conventional starts) or set solve.start=molecule." % (given, choice))
+  if choice == "molecule":
+    raise Sorry("solve.start=molecule needs the molecule: solve.molecule=FILE (%s) or solve.smiles=..."
+                % known_molecule.FORMATS)
   if choice == "network":
     return "network", "the network (start=network)", problems
   if choice == "charge_flipping":
@@ -605,16 +655,22 @@ def crystal_network_start(f_obs, model, n_sites, params, notes, timings):
 
 
 def crystal_starts(f_obs, params, n_sites, element, route, notes, timings, crystal_model=None,
-                   chosen=None, finish=None):
+                   chosen=None, finish=None, models=()):
   """The starts in the data's space group, made only when asked for (the
   caller stops at the first solved one): the crystal network's placed image
-  when one is chosen (crystal_model_for), charge flipping (smtbx; its map's
+  when one is chosen (crystal_model_for) or the known molecules placed
+  (route known_molecule..., cctbx_p2a.known_molecule), charge flipping (smtbx; its map's
   highest peaks), then the best dual-space trials round by round
   (cctbx_p2a.dual_space) until baselines.dual_space.n_trials or
   max_seconds.  Yields (xray.structure, score, kind of start, what it is,
   finish(xray.structure) or None): dual-space trials come finished, side by
   side on the trials' processes (None without finish); the others not."""
   from cctbx_p2a import baselines, dual_space
+  if route.startswith("known_molecule"):
+    yield from known_molecule.starts(f_obs, params, models, notes, timings)
+    if route == "known_molecule":
+      return
+    route = "conventional"
   if route == "conventional":
     model = crystal_model_for(f_obs, params, notes, crystal_model)
     placed = crystal_network_start(f_obs, model, n_sites, params, notes, timings) if model else None

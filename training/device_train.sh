@@ -1,25 +1,26 @@
 #!/usr/bin/env bash
 # One lent-GPU session's training, in one call of the device tool
 # (docs/training.md): the `paper` model fine-tuned on the GPU's fast data path,
-# and the crystal network resumed from its committed checkpoint, side by side
-# on the one GPU (each alone leaves most of an H100 idle: small networks,
-# launch-bound steps).
+# and, when asked, the crystal network resumed from its committed checkpoint
+# side by side on the one GPU (each alone leaves most of an H100 idle: small
+# networks, launch-bound steps).
 #
 #   bash training/make_device_bundle.sh        # here, once: .device/cctbx_bundle.tar.xz
 #   device run, carry [".device"], timeout_s 570, command:
-#     bash training/device_train.sh MINUTES [PAPER_SEED]
+#     bash training/device_train.sh MINUTES [PAPER_SEED] [yes: the crystal run too]
 #
 # Unpacks the trimmed cctbx-base into the device's Python (libtbx finds its
 # environment in site-packages) and puts this checkout on PYTHONPATH.
-# The crystal run starts at once and stops after MINUTES
+# The crystal run (if asked) starts at once and stops after MINUTES
 # (train.max_minutes).  The paper run first measures its own step rate on 80
-# steps beside it, then takes as many steps as fit in MINUTES, so its cosine
+# steps, then takes as many steps as fit in MINUTES, so its cosine
 # schedule ends where the time does.  Leaves paper.tar, crystals.tar and the
 # logs in $OUT; unpack them here and commit what is worth keeping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:-6}
-paper_seed=${2:-2027}   # 2026 went into the shipped paper model: give each session's run a new one
+paper_seed=${2:-2028}   # 2026 and 2027 went into the shipped paper model: give each session's run a new one
+crystals=${3:-no}       # yes: also resume the crystal network (it overfits its 3,102-crystal store: docs/crystals_network.md 3.6)
 out=${OUT:-training/runs/device}
 work=$(mktemp -d)
 mkdir -p "$out" "$work/paper" "$work/crystals" "$work/probe"
@@ -45,7 +46,9 @@ python3 -c 'import cctbx_p2a, torch, numpy; from cctbx_p2a import batch_data, cr
 print("smoke: torch", torch.__version__, "cuda", torch.cuda.is_available(), "numpy", numpy.__version__)'
 train() { python3 -m cctbx_p2a.programs.train "$@"; }
 
-# the crystal network: resume, on every crystal of the committed store
+# the crystal network: resume, on every crystal of the committed store (only when asked)
+crystals_pid=
+if [ "$crystals" = yes ]; then
 n=$(python3 -c "import numpy as np; print(len(np.load('training/crystals.npz')['seeds']))")
 cp training/runs/crystals/crystals.ckpt "$work/crystals/"
 train examples/train_crystals.phil train.output_dir="$work/crystals" train.device="$device" train.threads=1 \
@@ -53,6 +56,7 @@ train examples/train_crystals.phil train.output_dir="$work/crystals" train.devic
   train.crystal_count="$n" train.max_minutes="$minutes" train.progress_every=200 \
   train.evaluation_cases=0 train.resume="$work/crystals/crystals.ckpt" > "$work/crystals/train.log" 2>&1 &
 crystals_pid=$!
+fi
 
 # the paper model: its step rate beside the crystal run, then the run itself
 paper=(train.name=paper_gpu train.seed="$paper_seed" train.init_from=paper train.batch_size=32
@@ -60,7 +64,7 @@ paper=(train.name=paper_gpu train.seed="$paper_seed" train.init_from=paper train
        train.validate_every=1000 train.checkpoint_every=1000 train.progress_every=200)
 train "${paper[@]}" train.output_dir="$work/probe" train.steps=100000 train.stop_at_step="$probe" \
   train.progress_every=$((probe / 4)) train.evaluation_cases=0 > "$work/probe/train.log" 2>&1 || {
-  echo "probe failed"; kill "$crystals_pid"; wait; exit 1; }
+  echo "probe failed"; [ -z "$crystals_pid" ] || kill "$crystals_pid"; wait; exit 1; }
 steps=$(python3 - "$work/probe/train.log" "$minutes" <<'EOF'
 import re, sys
 rows = [(int(s), float(r)) for s, r in re.findall(r"^step (\d+)/\d+ .* ([\d.]+) samples/s", open(sys.argv[1]).read(), re.M)]
@@ -70,6 +74,6 @@ print(int(0.9 * samples_per_s * 60 * float(sys.argv[2]) / 32))
 EOF
 )
 echo "paper: $steps steps of 32 (90% of what the probe's rate fits in $minutes min)"
-train "${paper[@]}" train.output_dir="$work/paper" train.steps="$steps" train.max_minutes="$minutes".5 \
+train "${paper[@]}" train.output_dir="$work/paper" train.steps="$steps" train.max_minutes="$(awk "BEGIN{print $minutes + 0.5}")" \
   train.evaluation_cases=200 > "$work/paper/train.log" 2>&1 || echo "paper run failed"
-wait "$crystals_pid" || echo "crystal run failed"
+[ -z "$crystals_pid" ] || wait "$crystals_pid" || echo "crystal run failed"

@@ -20,6 +20,7 @@ from libtbx.utils import Sorry
 
 DATA_EXTENSIONS = (".mtz", ".hkl", ".sca", ".cif", ".hkl_cif", ".fcf", ".cv", ".xplor")
 SYMMETRY_EXTENSIONS = (".ins", ".res")
+MOLECULE_EXTENSIONS = (".xyz", ".mol", ".sdf")   # p2a.solve: a known molecule (solve.molecule)
 
 # Exit status of every p2a program (also in the help text and the README).
 EXIT_OK = 0          # ran to the end; for p2a.solve: and the data set is SOLVED
@@ -38,16 +39,22 @@ project's issue tracker.
 """
 
 
-def file_arguments_as_phil(args, data_key="input.data", symmetry_key="reflections.symmetry_file"):
+def file_arguments_as_phil(args, data_key="input.data", symmetry_key="reflections.symmetry_file",
+                           molecule_key=None):
   """['x.mtz', 'd_min=2'] -> ['input.data=x.mtz', 'd_min=2'].  A data file
-  that does not exist is passed on too, so the reader says it is missing."""
+  that does not exist is passed on too, so the reader says it is missing.
+  With molecule_key, an .xyz/.mol/.sdf file becomes that parameter (.pdb and
+  .cif stay ambiguous: give them as solve.molecule=)."""
   out = []
   for arg in args:
     ext = os.path.splitext(arg)[1].lower()
-    if "=" in arg or arg.startswith("-") or not (os.path.isfile(arg) or ext in DATA_EXTENSIONS):
+    named = ext in DATA_EXTENSIONS or (molecule_key and ext in MOLECULE_EXTENSIONS)
+    if "=" in arg or arg.startswith("-") or not (os.path.isfile(arg) or named):
       out.append(arg)
       continue
-    if ext in SYMMETRY_EXTENSIONS and symmetry_key:
+    if ext in MOLECULE_EXTENSIONS and molecule_key:
+      out.append("%s=%s" % (molecule_key, arg))
+    elif ext in SYMMETRY_EXTENSIONS and symmetry_key:
       out.append("%s=%s" % (symmetry_key, arg))
     elif ext in DATA_EXTENSIONS and data_key:
       out.append("%s=%s" % (data_key, arg))
@@ -108,7 +115,7 @@ class Parser(CCTBXParser):
 
 
 def run(program_class, args=None, data_key="input.data", symmetry_key="reflections.symmetry_file",
-        exit_status=None):
+        exit_status=None, molecule_key=None):
   """Console-script entry; returns the exit status (EXIT_* above).
 
   A refusal (Sorry) prints one "Sorry: ..." line on stderr, without the
@@ -119,7 +126,7 @@ def run(program_class, args=None, data_key="input.data", symmetry_key="reflectio
   from iotbx.cli_parser import run_program
   if args is None:
     args = sys.argv[1:]
-  args = file_arguments_as_phil(args, data_key, symmetry_key)
+  args = file_arguments_as_phil(args, data_key, symmetry_key, molecule_key)
   if (any(a.split("=")[0] in ("--show-defaults", "--show_defaults") for a in args)
       and not any(a.split("=")[0] in ("--attributes-level", "--attributes_level") for a in args)):
     args.append("--attributes-level=1")  # show each parameter's .help

@@ -24,6 +24,8 @@ least-squares refinement with cctbx.
 
   p2a.solve data.mtz [labels=FP] [composition=C6N2O2] [key=value ...]
   p2a.solve data.hkl [data.ins]          (SHELX; HKLF 3 or 4 read from the .ins)
+  p2a.solve data.hkl molecule.xyz        (a known molecule, any orientation: .xyz .mol .sdf, or
+                                          solve.molecule=model.pdb / .cif, or solve.smiles=...)
 
 Writes {prefix}.pdb .cif .res .hkl .mtz .json .png (prefix = input stem + _p2a):
 .res + .hkl refine in SHELXL/Olex2 as they are; .mtz holds map coefficients.
@@ -77,7 +79,7 @@ def exit_status(result):
 
 def main(args=None):
   """Console script p2a.solve; returns the exit status (0 solved, 2 not solved, 1 refused)."""
-  return common.run(Program, args, exit_status=exit_status)
+  return common.run(Program, args, exit_status=exit_status, molecule_key="solve.molecule")
 
 
 if __name__ == "__main__":

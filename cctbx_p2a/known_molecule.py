@@ -1,0 +1,191 @@
+"""A molecule the user knows: its geometry as a search model (solve.molecule=
+a file, or solve.smiles= through RDKit), placed in the crystal by the
+Patterson rotation search (cctbx_p2a.rotation_search), the translation
+function and a rigid-body refinement, then finished like every start.
+
+Why: a chemist usually knows what was crystallised.  Below atomic
+resolution (1.5-2.0 A) direct methods find nothing (docs/crystals.md), but a
+model of the molecule within about 0.3-0.5 A of the crystal's conformation
+places itself (docs/crystals.md, "A known molecule").  The network takes no
+part in this start.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+from libtbx.utils import Sorry
+
+from cctbx_p2a import placement
+
+FORMATS = ".xyz, .mol, .sdf, .pdb or a small-molecule .cif"
+
+
+def _element(text):
+  e = "".join(ch for ch in str(text).strip() if ch.isalpha())
+  return e[:1].upper() + e[1:].lower() if e else ""
+
+
+def _known_element(e):
+  from cctbx.eltbx import tiny_pse
+  try:
+    tiny_pse.table(e)
+    return True
+  except (RuntimeError, ValueError):
+    return False
+
+
+def _image(sites, elements, path):
+  """The non-H atoms as a MoleculeImage; a clear Sorry for what cannot be one."""
+  elements = [_element(e) for e in elements]
+  bad = sorted({e or "(none)" for e in elements if not e or not _known_element(e)})
+  if bad:
+    raise Sorry("%s: unknown element(s) %s. Give each atom its element symbol (C, N, O, Cl, ...)."
+                % (path, ", ".join(bad)))
+  keep = [i for i, e in enumerate(elements) if e not in ("H", "D")]
+  if len(keep) < 3:
+    raise Sorry("%s holds %d non-H atom(s); a search model needs at least 3." % (path, len(keep)))
+  sites = np.asarray(sites, dtype=float).reshape(-1, 3)[keep]
+  if not np.all(np.isfinite(sites)):
+    raise Sorry("%s: some coordinates are not numbers." % path)
+  return placement.MoleculeImage.of(sites, [elements[i] for i in keep])
+
+
+def _read_xyz(path, lines):
+  try:
+    n = int(lines[0].split()[0])
+    rows = [lines[2 + i].split() for i in range(n)]
+    return [[float(v) for v in r[1:4]] for r in rows], [r[0] for r in rows]
+  except (IndexError, ValueError):
+    raise Sorry("%s is not an XYZ file: the first line must give the atom count, the second a title, "
+                "then one 'element x y z' line per atom." % path)
+
+
+def _read_mol(path, lines):
+  if len(lines) > 3 and "V3000" in lines[3]:
+    raise Sorry("%s is a V3000 molfile; save it as V2000 (or .xyz)." % path)
+  try:
+    n = int(lines[3][:3])
+    rows = [lines[4 + i] for i in range(n)]
+    sites = [[float(r[0:10]), float(r[10:20]), float(r[20:30])] for r in rows]
+    return sites, [r[31:34] for r in rows]
+  except (IndexError, ValueError):
+    raise Sorry("%s is not a V2000 molfile (.mol/.sdf): its counts line (line 4) or atom block "
+                "could not be read." % path)
+
+
+def _read_pdb(path):
+  import iotbx.pdb
+  try:
+    atoms = iotbx.pdb.input(file_name=path).atoms()
+  except Exception as e:  # iotbx raises its own Sorry subclasses and RuntimeErrors
+    raise Sorry("%s could not be read as PDB: %s" % (path, str(e).splitlines()[0]))
+  return ([a.xyz for a in atoms],
+          [a.element.strip() or a.name.strip()[:1] for a in atoms])
+
+
+def _read_cif(path):
+  import iotbx.cif
+  try:
+    structures = iotbx.cif.reader(file_path=path).build_crystal_structures()
+  except Exception as e:
+    raise Sorry("%s could not be read as a small-molecule CIF: %s" % (path, str(e).splitlines()[0]))
+  if not structures:
+    raise Sorry("%s holds no atom sites (_atom_site_fract_x ...)." % path)
+  xs = list(structures.values())[0]
+  return list(xs.sites_cart()), list(xs.scatterers().extract_scattering_types())
+
+
+def read_molecule(path):
+  """The non-H atoms of a molecule file as a MoleculeImage (any orientation
+  and position: only the geometry matters)."""
+  if not os.path.isfile(path):
+    raise Sorry("solve.molecule=%s: no such file. Give the molecule as %s." % (path, FORMATS))
+  ext = os.path.splitext(path)[1].lower()
+  if ext == ".pdb" or ext == ".ent":
+    sites, elements = _read_pdb(path)
+  elif ext == ".cif":
+    sites, elements = _read_cif(path)
+  elif ext in (".xyz", ".mol", ".sdf", ".mdl"):
+    with open(path, errors="replace") as f:
+      lines = f.read().splitlines()
+    sites, elements = _read_xyz(path, lines) if ext == ".xyz" else _read_mol(path, lines)
+  else:
+    raise Sorry("solve.molecule=%s: unknown file type %r. Give the molecule as %s." % (path, ext, FORMATS))
+  return _image(sites, elements, path)
+
+
+def conformers_from_smiles(smiles, n, seed=0):
+  """n conformers of a SMILES string (RDKit: hydrogens added, ETKDGv3 with
+  the seed, MMFF-optimised where MMFF knows every atom; the hydrogens
+  dropped again), in RDKit's order."""
+  try:
+    import cctbx_p2a  # noqa: F401  (cctbx before RDKit's own libraries)
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import AllChem
+  except ImportError:
+    raise Sorry("solve.smiles needs RDKit, which p2a.solve does not install: pip install "
+                "'cctbx_p2a[train]' (or give the molecule as a file, solve.molecule=).")
+  RDLogger.DisableLog("rdApp.*")
+  mol = Chem.MolFromSmiles(str(smiles))
+  if mol is None:
+    raise Sorry("solve.smiles=%s is not a SMILES string RDKit can read." % smiles)
+  mol = Chem.AddHs(mol)
+  embed = AllChem.ETKDGv3()
+  embed.randomSeed = int(seed) % (2 ** 31)
+  ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=max(1, int(n)), params=embed))
+  if not ids:
+    raise Sorry("RDKit could not embed solve.smiles=%s in 3D; give the molecule as a file "
+                "(solve.molecule=)." % smiles)
+  if AllChem.MMFFHasAllMoleculeParams(mol):
+    AllChem.MMFFOptimizeMoleculeConfs(mol, maxIters=500)
+  elements = [a.GetSymbol() for a in mol.GetAtoms()]
+  return [_image(mol.GetConformer(i).GetPositions(), elements, "solve.smiles") for i in ids]
+
+
+def search_models(params):
+  """[(label, MoleculeImage)] from solve.molecule and solve.smiles."""
+  s = params.solve
+  models = []
+  if s.molecule:
+    models.append(("%s" % os.path.basename(s.molecule), read_molecule(s.molecule)))
+  if s.smiles:
+    for k, image in enumerate(conformers_from_smiles(s.smiles, s.conformers, s.seed)):
+      models.append(("SMILES conformer %d" % (k + 1), image))
+  return models
+
+
+def composition_of(image):
+  """Element -> count of the model's non-H atoms (one molecule per asymmetric unit)."""
+  counts = {}
+  for e in image.elements:
+    counts[e] = counts.get(e, 0) + 1
+  return counts
+
+
+def starts(f_obs, params, models, notes, timings):
+  """Every search model placed (rotation search, translation function, rigid
+  body); yields (xray.structure, CC, "known_molecule", what it is, None),
+  the best CC first, for the common finishing.  (Offering the placement
+  itself as a finished model where the data are too few to refine sites was
+  tried: at 2.0 A it claimed a conformer 0.27 A from the crystal's with only
+  13 of 16 atoms within 0.5 A, so it is not done; docs/crystals.md.)"""
+  from cctbx_p2a import rotation_search
+  t = time.time()
+  pp = params.placement
+  placed = []
+  for label, image in models:
+    best = rotation_search.best_placement(f_obs, image, params, n_rotations=pp.rotations_tried,
+                                          n_rigid=pp.rigid_tried, seed=params.solve.seed,
+                                          n_samples=pp.rotation_samples)
+    found = best.rotation_search
+    notes.append("known molecule (%s, %d atoms): rotation search over %d orientations, %d vectors, "
+                 "%.1f s; placed with CC %.3f (rotation %d of %d tried, Patterson z %.1f)" % (
+                   label, len(image.elements), found.n_samples, found.n_vectors, found.seconds,
+                   best.start.cc, best.rotation_rank + 1, len(found.hits),
+                   found.hits[best.rotation_rank].z_score))
+    placed.append((best.start.cc, label, best.start.xray_structure))
+  timings["known_molecule"] = time.time() - t
+  for cc, label, xs in sorted(placed, key=lambda p: -p[0]):
+    yield xs.deep_copy_scatterers(), cc, "known_molecule", "known molecule (%s) placed, CC" % label, None

@@ -1,0 +1,133 @@
+"""A molecule the user knows (solve.molecule=, solve.smiles=): read from the
+usual files, placed by the rotation search, solved end to end by p2a.solve,
+and bad input refused with one clear Sorry."""
+import numpy as np
+import pytest
+from libtbx.utils import Sorry
+
+from cctbx_p2a import baselines, known_molecule, measured, phasing, placement
+
+
+@pytest.fixture(scope="module")
+def thpp():
+  s = measured.thpp_set()
+  if s is None:
+    pytest.skip("this cctbx has no smtbx thpp data")
+  observed, reference = measured.load(s)
+  return observed, reference
+
+
+def write_xyz(path, elements, sites):
+  with open(path, "w") as f:
+    f.write("%d\ntitle\n" % len(elements))
+    for e, x in zip(elements, sites):
+      f.write("%s %.4f %.4f %.4f\n" % (e, x[0], x[1], x[2]))
+  return str(path)
+
+
+ETHANOL = (["C", "C", "O", "H"], [[0, 0, 0], [1.52, 0, 0], [2.0, 1.35, 0], [2.95, 1.3, 0]])
+
+
+def test_molecule_files_are_read_with_hydrogens_left_out(tmp_path):
+  elements, sites = ETHANOL
+  xyz = known_molecule.read_molecule(write_xyz(tmp_path / "m.xyz", elements, sites))
+  assert xyz.elements == ["C", "C", "O"]
+  assert np.allclose(xyz.sites_cart.mean(axis=0), 0)                       # centred
+  assert np.linalg.norm(xyz.sites_cart[1] - xyz.sites_cart[0]) == pytest.approx(1.52)
+  mol = ["", "  p2a", "", "  4  0  0  0  0  0  0  0  0  0999 V2000"] + [
+    "%10.4f%10.4f%10.4f %-3s 0  0  0  0  0  0  0  0  0  0  0  0" % (x[0], x[1], x[2], e)
+    for e, x in zip(elements, sites)] + ["M  END"]
+  (tmp_path / "m.mol").write_text("\n".join(mol) + "\n")
+  assert known_molecule.read_molecule(str(tmp_path / "m.mol")).elements == ["C", "C", "O"]
+  pdb = ["HETATM%5d %-4s LIG A   1    %8.3f%8.3f%8.3f  1.00 20.00          %2s" % (
+    i + 1, e + str(i + 1), x[0], x[1], x[2], e) for i, (e, x) in enumerate(zip(elements, sites))]
+  (tmp_path / "m.pdb").write_text("\n".join(pdb + ["END"]) + "\n")
+  from_pdb = known_molecule.read_molecule(str(tmp_path / "m.pdb"))
+  assert from_pdb.elements == ["C", "C", "O"]
+  assert np.allclose(from_pdb.sites_cart, xyz.sites_cart, atol=1e-3)
+
+
+@pytest.mark.parametrize("name, text, says", [
+  ("missing.xyz", None, "no such file"),
+  ("m.txt", "C 0 0 0\n", "unknown file type"),
+  ("m.xyz", "three\n\nC 0 0 0\n", "not an XYZ file"),
+  ("m.xyz", "3\n\nC 0 0 0\nXx 1 0 0\nC 2 0 0\n", "unknown element"),
+  ("m.xyz", "2\n\nC 0 0 0\nC 1.5 0 0\n", "at least 3"),
+  ("m.mol", "\n\n\n  0  0  0  0  0  0            999 V3000\n", "V3000"),
+])
+def test_bad_molecule_files_get_one_clear_sorry(tmp_path, name, text, says):
+  path = tmp_path / name
+  if text is not None:
+    path.write_text(text)
+  with pytest.raises(Sorry, match=says):
+    known_molecule.read_molecule(str(path))
+
+
+def test_conflicting_starts_are_refused(thpp, tmp_path):
+  observed, _ = thpp
+  params = phasing.default_params()
+  params.solve.start = "molecule"
+  with pytest.raises(Sorry, match="needs the molecule"):
+    phasing.solve(observed.f_obs, params=params)
+  params.solve.molecule = write_xyz(tmp_path / "m.xyz", *ETHANOL)
+  params.solve.start = "charge_flipping"
+  with pytest.raises(Sorry, match="start of its own"):
+    phasing.solve(observed.f_obs, params=params)
+
+
+def test_a_known_molecule_in_any_orientation_solves_thpp_at_1_5_A(thpp, tmp_path):
+  """The published molecule turned 73 degrees and shifted, as a chemist's
+  model would come: p2a.solve finds its orientation and place in P2_1/n, and
+  the data cut to 1.5 A (which charge flipping does not solve) are solved."""
+  observed, reference = thpp
+  image = placement.image_of_structure(reference)
+  turned = image.sites_cart @ placement.rotation_about([0.3, 0.5, 0.8], 73.0).T + [5.0, -3.0, 2.0]
+  params = phasing.default_params()
+  params.solve.molecule = write_xyz(tmp_path / "thpp.xyz", image.elements, turned)
+  params.solve.start = "molecule"
+  result = phasing.solve(observed.f_obs.resolution_filter(d_min=1.5), params=params)
+  assert result.solved and result.start == "known_molecule"
+  assert any("composition from the known molecule" in n for n in result.notes)
+  score = baselines.score_against_reference(reference, result.xray_structure, tolerance=0.5)
+  assert score["n_matched"] == reference.scatterers().size()
+
+
+def test_the_rigid_fit_carries_a_claim_the_data_per_parameter_cannot(thpp):
+  """At 2.0 A thpp has 125 reflections for 64 atom parameters: never enough
+  for a free-atom model, but a rigid molecule's fit (7 parameters) may be."""
+  observed, reference = thpp
+  f_obs = observed.f_obs.resolution_filter(d_min=2.0)
+  params = phasing.default_params()
+  reasons = phasing.verdict(reference, 0.1, 0.95, f_obs, params)[1]
+  assert any("too few" in r for r in reasons)
+  assert not any("too few" in r for r in phasing.verdict(reference, 0.1, 0.95, f_obs, params,
+                                                           rigid=(0.95, 1.0))[1])
+  low = phasing.verdict(reference, 0.1, 0.95, f_obs, params, rigid=(0.80, 1.0))[1]
+  assert any("rigid fit" in r for r in low)
+  moved = phasing.verdict(reference, 0.1, 0.95, f_obs, params, rigid=(0.95, 0.5))[1]
+  assert any("too few" in r for r in moved)
+
+
+def test_smiles_gives_conformers_with_real_bonds():
+  pytest.importorskip("rdkit")
+  conformers = known_molecule.conformers_from_smiles("Oc1ccccc1", 2, seed=1)
+  assert len(conformers) == 2
+  phenol = conformers[0]
+  assert sorted(phenol.elements) == ["C"] * 6 + ["O"]
+  d = np.linalg.norm(phenol.sites_cart[:, None] - phenol.sites_cart[None], axis=2)
+  nearest = np.sort(d, axis=1)[:, 1]
+  assert np.all((nearest > 1.3) & (nearest < 1.45))   # aromatic C-C 1.39, C-O 1.36
+  with pytest.raises(Sorry, match="not a SMILES"):
+    known_molecule.conformers_from_smiles("C1CC(", 1)
+
+
+def test_a_molecule_file_on_the_command_line_is_solve_molecule(thpp, tmp_path, capsys):
+  from cctbx_p2a.programs import common, solve
+  observed, _ = thpp
+  data = str(tmp_path / "thpp.mtz")
+  observed.f_obs.as_mtz_dataset(column_root_label="F").mtz_object().write(data)
+  assert common.file_arguments_as_phil([data, "m.xyz", "a.sdf"], molecule_key="solve.molecule")[1:] == [
+    "solve.molecule=m.xyz", "solve.molecule=a.sdf"]
+  assert solve.main([data, str(tmp_path / "missing.xyz"), "output.prefix=%s" % (tmp_path / "out")]) == \
+    common.EXIT_REFUSED
+  assert "missing.xyz: no such file" in capsys.readouterr().err

@@ -1,0 +1,58 @@
+"""The Patterson rotation search (cctbx_p2a.rotation_search): a known
+molecule in an unknown orientation is turned back to the crystal's
+orientation (modulo the Laue group) and then placed and finished."""
+import numpy as np
+import pytest
+
+from cctbx_p2a import baselines, compare, measured, placement, rotation_search
+
+
+@pytest.fixture(scope="module")
+def thpp_simulated():
+  """|F| computed from thpp's published non-H model (P2_1/n) to 1.6 A, 3 %
+  noise: a small crystal whose answer is known exactly."""
+  s = measured.thpp_set()
+  if s is None:
+    pytest.skip("this cctbx has no smtbx thpp data")
+  _, reference = measured.load(s)
+  from cctbx.array_family import flex
+  f = reference.structure_factors(d_min=1.6, algorithm="direct").f_calc().amplitudes()
+  data = f.data().as_numpy_array()
+  noisy = np.abs(data * (1 + 0.03 * np.random.default_rng(3).normal(size=data.size)))
+  f_obs = f.customized_copy(data=flex.double(noisy), sigmas=flex.double(0.03 * data + 1e-3))
+  f_obs.set_observation_type_xray_amplitude()
+  return f_obs, reference
+
+
+def test_random_rotations_are_proper_and_laue_angles_are_invariant(thpp_simulated):
+  f_obs, _ = thpp_simulated
+  r = rotation_search.random_rotations(50, seed=1)
+  assert np.allclose(np.einsum("mij,mkj->mik", r, r), np.eye(3), atol=1e-9)
+  assert np.allclose(np.linalg.det(r), 1)
+  laue = rotation_search.proper_laue(f_obs.crystal_symmetry())
+  assert len(laue) == 2   # 2/m: identity and the 2-fold (the mirror acts as the 2-fold on a Patterson)
+  for l in placement.laue_rotations(f_obs.crystal_symmetry()):
+    assert rotation_search.angle_modulo_laue(r[0], l @ r[0], laue) == pytest.approx(0, abs=1e-4)
+  assert rotation_search.angle_modulo_laue(r[0], placement.rotation_about([0, 0, 1], 30) @ r[0],
+                                           [np.eye(3)]) == pytest.approx(30, abs=1e-4)
+
+
+def test_vectors_leave_out_hydrogens_and_long_ones():
+  image = placement.MoleculeImage.of([[0, 0, 0], [1.5, 0, 0], [0, 20, 0], [0, 0, 1.0]], ["C", "O", "C", "H"])
+  u, w = rotation_search.model_vectors(image, min_length=1.0, max_length=9.0)
+  assert len(u) == 1 and w[0] == 6 * 8
+
+
+def test_search_finds_the_orientation_and_the_placement_matches(thpp_simulated):
+  f_obs, reference = thpp_simulated
+  image = placement.image_of_structure(reference)
+  q = rotation_search.random_rotations(1, seed=11)[0]
+  turned = placement.MoleculeImage.of(image.sites_cart @ q.T, image.elements)
+  found = rotation_search.search(f_obs, turned, n_samples=8000, seed=0)
+  assert found.seconds < 20
+  angles = [rotation_search.angle_modulo_laue(q.T, h.rotation, found.laue) for h in found.hits]
+  assert angles[0] < 15, angles
+  solution = rotation_search.place_known_molecule(f_obs, turned, composition=compare.composition_counts(reference),
+                                                  n_rotations=3, n_rigid=1)
+  final = baselines.score_against_reference(reference, solution.finished.xray_structure, tolerance=0.5)
+  assert final["n_matched"] >= 0.9 * reference.scatterers().size()
