@@ -904,18 +904,23 @@ class Finished:
   n_sites_source: str = "composition"
 
 
-def finish(xs, f_obs, params, n_sites, composition=None, count_known=True, max_atoms=None):
+def finish(xs, f_obs, params, n_sites, composition=None, count_known=True, max_atoms=None,
+           keep_elements=False):
   """Refine, complete and recycle a start, typing the elements as it goes;
   settle the atom count with difference maps.  The same for every method.
 
   composition: element -> sites (None: every site starts as carbon and heavy
   atoms are found from the data).  count_known: n_sites is the true count
   (from a composition) rather than an estimate; an estimate may grow to
-  max_atoms.  Returns a Finished."""
+  max_atoms.  keep_elements: the start's elements stand while it keeps the
+  composition's counts (a known molecule's atoms carry their own; typing by
+  density at 2 A put S and N on each other's sites).  Returns a Finished."""
   sites_of = composition_sites(composition)
   light = elements_for_sites(sites_of, n_sites)[-1] if sites_of else "C"
 
   def retype(xs, fit):
+    if keep_elements and composition_counts(xs) == sites_of:
+      return xs, fit, None   # a known molecule's atoms carry their own elements
     if sites_of:
       return assign_elements(xs, f_obs, sites_of, params, fit)
     if params.sites.heavy_elements:

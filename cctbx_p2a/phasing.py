@@ -284,9 +284,10 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
   a_lo, a_hi = model.domain.get("n_atoms", [0, 10 ** 6]) if route == "network" else (0, 10 ** 6)
   max_atoms = int(1.5 * (a_hi if route == "network" else n_sites))
 
-  def finish_start(xs):
+  def finish_start(xs, keep_elements=False):
     return finishing.finish(xs, f_obs, params, n_sites, composition=sites_of,
-                            count_known=n_from_composition is not None, max_atoms=max_atoms)
+                            count_known=n_from_composition is not None, max_atoms=max_atoms,
+                            keep_elements=keep_elements)
 
   if route != "network":
     starts = crystal_starts(f_obs, params, n_sites, finishing.most_common_element(sites_of), route,
@@ -301,7 +302,7 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
   # a start may come finished already (dual-space candidates are finished side by side)
   for rank, (xs, score, kind, what, done) in enumerate(starts):
     if done is None:
-      done = finish_start(xs)
+      done = finish_start(xs, keep_elements=kind == "known_molecule")
     rigid = rigid_fit((xs, score), done.xray_structure) if kind == "known_molecule" else None
     explained = verdict(done.xray_structure, done.r1, done.cc, f_obs, params,
                         checks_chemistry(params, route, model, done.xray_structure),

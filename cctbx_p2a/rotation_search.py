@@ -360,7 +360,7 @@ def place_known_molecule(f_obs, image, composition=None, params=None, n_rotation
     composition = known_molecule.composition_of(image)
   n_sites = int(sum(finishing.composition_sites(composition).values()))
   start = candidate.xray_structure.deep_copy_scatterers()
-  finished = finishing.finish(start, f_obs, params, n_sites, composition=composition)
+  finished = finishing.finish(start, f_obs, params, n_sites, composition=composition, keep_elements=True)
   chemistry = params.success.chemistry_check in ("auto", "True")
   rigid = phasing.rigid_fit((candidate.xray_structure, candidate.cc), finished.xray_structure)
   explained, reasons = phasing.verdict(finished.xray_structure, finished.r1, finished.cc, f_obs, params,

@@ -131,3 +131,22 @@ def test_a_molecule_file_on_the_command_line_is_solve_molecule(thpp, tmp_path, c
   assert solve.main([data, str(tmp_path / "missing.xyz"), "output.prefix=%s" % (tmp_path / "out")]) == \
     common.EXIT_REFUSED
   assert "missing.xyz: no such file" in capsys.readouterr().err
+
+
+def test_at_2_A_the_rigid_fit_carries_the_claim_and_the_elements_stay(thpp, tmp_path):
+  """thpp cut to 2.0 A: 125 reflections, fewer than 3 per free-atom
+  parameter.  The known molecule is placed, keeps its own elements (typing by
+  density at 2 A swapped atoms into impossible contacts), and is claimed on
+  its rigid fit."""
+  observed, reference = thpp
+  image = placement.image_of_structure(reference)
+  turned = image.sites_cart @ placement.rotation_about([0.9, -0.2, 0.4], 131.0).T
+  params = phasing.default_params()
+  params.solve.molecule = write_xyz(tmp_path / "thpp.xyz", image.elements, turned)
+  params.solve.start = "molecule"
+  result = phasing.solve(observed.f_obs.resolution_filter(d_min=2.0), params=params)
+  score = baselines.score_against_reference(reference, result.xray_structure, tolerance=0.5)
+  assert score["n_matched"] == reference.scatterers().size()
+  assert score["elements_right"] == 1.0
+  assert result.solved
+  assert any("the claim rests on the known molecule's rigid fit" in n for n in result.notes)
