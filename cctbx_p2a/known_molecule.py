@@ -11,6 +11,7 @@ part in this start.
 """
 from __future__ import annotations
 
+import copy
 import os
 import time
 
@@ -154,6 +155,19 @@ def search_models(params):
     for k, image in enumerate(conformers_from_smiles(s.smiles, s.conformers, s.seed)):
       models.append(("SMILES conformer %d" % (k + 1), image))
   return models
+
+
+def reflection_params(params):
+  """The reflections scope for this run: with a known molecule the floor on
+  unique reflections is reflections.min_reflections_known_molecule, since a
+  rigid placement (7 parameters) needs far fewer data than an ab initio start."""
+  r = params.reflections
+  if not (params.solve.molecule or params.solve.smiles) or r.min_reflections_known_molecule is None:
+    return r
+  r = copy.copy(r)
+  r.min_reflections = r.min_reflections_known_molecule
+  r.__inject__("min_reflections_name", "min_reflections_known_molecule")   # for the refusal's text
+  return r
 
 
 def composition_of(image):

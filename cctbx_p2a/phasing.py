@@ -240,7 +240,7 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
   if isinstance(f_obs, reflections.ObservedData):
     observed = f_obs
   else:
-    observed = reflections.prepare(f_obs, params.reflections)
+    observed = reflections.prepare(f_obs, known_molecule.reflection_params(params))
   f_obs = observed.f_obs
   notes = list(observed.notes)
   # the data's own flags (twinning, absences) are reported; only a domain

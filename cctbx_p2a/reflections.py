@@ -970,7 +970,7 @@ def _french_wilson_with_fallback(i_obs, params, source, notes, warnings):
 
 def _check_count(a, params, source, when):
   if params.min_reflections is not None and a.size() < params.min_reflections:
-    raise Sorry("%s: only %d unique reflections %s (min_reflections=%d). "
+    name = getattr(params, "min_reflections_name", "min_reflections")
+    raise Sorry("%s: only %d unique reflections %s (%s=%d). "
                 "Give more data (higher resolution, a complete data set), or "
-                "lower min_reflections=." % (
-                  source, a.size(), when, params.min_reflections))
+                "lower %s=." % (source, a.size(), when, name, params.min_reflections, name))

@@ -1,6 +1,8 @@
 """A molecule the user knows (solve.molecule=, solve.smiles=): read from the
 usual files, placed by the rotation search, solved end to end by p2a.solve,
 and bad input refused with one clear Sorry."""
+import os
+
 import numpy as np
 import pytest
 from libtbx.utils import Sorry
@@ -150,3 +152,47 @@ def test_at_2_A_the_rigid_fit_carries_the_claim_and_the_elements_stay(thpp, tmp_
   assert score["elements_right"] == 1.0
   assert result.solved
   assert any("the claim rests on the known molecule's rigid fit" in n for n in result.notes)
+
+
+
+def test_a_known_molecule_lowers_the_floor_on_reflections(thpp, tmp_path):
+  """thpp cut to 2.3 A has 80 unique reflections: refused for an ab initio
+  start (min_reflections=100), not with a known molecule (7 rigid
+  parameters; min_reflections_known_molecule=40), whose refusal names the
+  parameter to lower."""
+  observed, reference = thpp
+  f_obs = observed.f_obs.resolution_filter(d_min=2.3)
+  assert f_obs.size() == 80
+  with pytest.raises(Sorry, match=r"only 80 unique reflections .*\(min_reflections=100\)"):
+    phasing.solve(f_obs, params=phasing.default_params())
+  params = phasing.default_params()
+  params.solve.molecule = write_xyz(tmp_path / "thpp.xyz", *ETHANOL)
+  params.reflections.min_reflections_known_molecule = 81
+  with pytest.raises(Sorry, match=r"only 80 .*lower min_reflections_known_molecule="):
+    phasing.solve(f_obs, params=params)
+  params.reflections.min_reflections_known_molecule = 80
+  assert known_molecule.reflection_params(params).min_reflections == 80
+  assert params.reflections.min_reflections == 100               # the user's scope is left as it was
+
+
+MEASURED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "measured")
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(MEASURED, "ylid_p212121")),
+                    reason="shared/data/measured is not beside this checkout")
+def test_a_small_cell_at_2_A_is_solved_from_88_reflections(tmp_path):
+  """The sulfur ylid (P2_12_12_1) cut to 2.0 A keeps 88 unique reflections,
+  which an ab initio start refuses; its molecule, turned at random, is placed
+  and claimed on the rigid fit, every atom right."""
+  s = next(x for x in measured.find_sets(MEASURED) if x.name == "ylid_p212121")
+  observed, reference = measured.load(s)
+  f_obs = observed.f_obs.resolution_filter(d_min=2.0)
+  assert f_obs.size() == 88
+  image = placement.image_of_structure(reference)
+  params = phasing.default_params()
+  params.solve.molecule = write_xyz(tmp_path / "ylid.xyz", image.elements,
+                                    image.sites_cart @ placement.rotation_about([0.6, -0.3, 0.7], 107.0).T)
+  result = phasing.solve(f_obs, params=params)
+  score = baselines.score_against_reference(reference, result.xray_structure, tolerance=0.5)
+  assert score["n_matched"] == reference.scatterers().size()
+  assert result.solved and result.start == "known_molecule"

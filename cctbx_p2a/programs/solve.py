@@ -40,13 +40,13 @@ files are written all the same, marked NOT SOLVED), 1 when refused.
       raise Sorry("No reflection file given: p2a.solve data.mtz (or .hkl, .cif).")
 
   def run(self):
-    from cctbx_p2a import files, phasing, plots, reflections
+    from cctbx_p2a import files, known_molecule, phasing, plots, reflections
     p = self.params
     prefix = p.output.prefix or os.path.splitext(os.path.basename(p.input.data))[0] + "_p2a"
     suffixes = [".pdb", ".cif", ".res", ".hkl", ".mtz", ".json", ".png"]
     outputs = [prefix + s for s in suffixes]
     files.check_can_write(outputs, overwrite=p.output.overwrite)
-    observed = reflections.read(p.input.data, p.reflections)
+    observed = reflections.read(p.input.data, known_molecule.reflection_params(p))
     observed.show(out=self.logger)
     self.result = phasing.solve(observed, params=p, log=self.logger)
     r = self.result
