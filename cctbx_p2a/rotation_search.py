@@ -297,6 +297,15 @@ class BestPlacement:
   notes: list
 
 
+def shortest_vector(f_obs, params):
+  """The shortest model vector the rotation search scores (A):
+  placement.rotation_shortest_vector, or 0.9 d_min and at least 1.0 A.  Why:
+  a vector much shorter than d_min sits on the shoulder of the removed
+  origin peak and biases the orientation."""
+  given = getattr(params.placement, "rotation_shortest_vector", None)
+  return float(given) if given is not None else max(1.0, 0.9 * f_obs.d_min())
+
+
 def best_placement(f_obs, image, params=None, n_rotations=None, n_rigid=None, seed=0, **search_kwargs):
   """Rotation search -> placement.place() for each of the n_rotations best
   rotations -> the n_rigid best-CC placements refined as rigid bodies (with
@@ -307,6 +316,7 @@ def best_placement(f_obs, image, params=None, n_rotations=None, n_rigid=None, se
   n_rotations = n_rotations or params.placement.rotations_tried
   n_rigid = n_rigid or params.placement.rigid_tried
   cs = f_obs.crystal_symmetry()
+  search_kwargs.setdefault("min_length", shortest_vector(f_obs, params))
   found = search(f_obs, image, seed=seed, n_keep=n_rotations, **search_kwargs)
   laue_all = placement.laue_rotations(cs)
   pool = []
