@@ -161,6 +161,7 @@ def rdkit_conformer(measured_set, reference, seed):
   # correspondence with the published atoms is known only up to these
   automorphisms = heavy_mol.GetSubstructMatches(heavy_mol, uniquify=False, useChirality=False, maxMatches=1000)
   rdkit_conformer.smiles = Chem.MolToSmiles(heavy_mol)   # what a chemist would type (solve.smiles)
+  rdkit_conformer.crystal = Chem.Mol(heavy_mol)           # the published conformation, bond orders assigned
   return [elements[i] for i in range(n_heavy)], sites - sites.mean(axis=0), heavy, automorphisms
 
 

@@ -117,14 +117,20 @@ def read_molecule(path):
   return _image(sites, elements, path)
 
 
-def conformers_from_smiles(smiles, n, seed=0):
-  """n conformers of a SMILES string (RDKit: hydrogens added, ETKDGv3 with
-  the seed, MMFF-optimised where MMFF knows every atom; the hydrogens
-  dropped again), in RDKit's order."""
+def conformers_from_smiles(smiles, n, seed=0, pool=30, min_rmsd=0.3):
+  """Up to n distinct conformers of a SMILES string, lowest MMFF energy
+  first.  RDKit: hydrogens added, `pool` ETKDGv3 embeddings seeded by
+  seed + 1 (RDKit's randomSeed 0 gives the same conformer every time),
+  MMFF-optimised where MMFF knows every atom; conformers are kept in energy
+  order when their heavy atoms lie more than min_rmsd A (best alignment,
+  symmetry included) from every one kept before; hydrogens dropped.  Why:
+  five embeddings of a rigid molecule are often one conformation five
+  times, while the pool's distinct ones hold the crystal's (measured:
+  docs/crystals.md)."""
   try:
     import cctbx_p2a  # noqa: F401  (cctbx before RDKit's own libraries)
     from rdkit import Chem, RDLogger
-    from rdkit.Chem import AllChem
+    from rdkit.Chem import AllChem, rdMolAlign
   except ImportError:
     raise Sorry("solve.smiles needs RDKit, which p2a.solve does not install: pip install "
                 "'cctbx_p2a[train]' (or give the molecule as a file, solve.molecule=).")
@@ -134,15 +140,27 @@ def conformers_from_smiles(smiles, n, seed=0):
     raise Sorry("solve.smiles=%s is not a SMILES string RDKit can read." % smiles)
   mol = Chem.AddHs(mol)
   embed = AllChem.ETKDGv3()
-  embed.randomSeed = int(seed) % (2 ** 31)
-  ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=max(1, int(n)), params=embed))
+  embed.randomSeed = int(seed) % (2 ** 31 - 1) + 1
+  ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=max(1, int(n), int(pool or 0)), params=embed))
   if not ids:
     raise Sorry("RDKit could not embed solve.smiles=%s in 3D; give the molecule as a file "
                 "(solve.molecule=)." % smiles)
+  energies = [0.0] * len(ids)
   if AllChem.MMFFHasAllMoleculeParams(mol):
-    AllChem.MMFFOptimizeMoleculeConfs(mol, maxIters=500)
+    energies = [e for _, e in AllChem.MMFFOptimizeMoleculeConfs(mol, maxIters=500)]
+  heavy = Chem.RemoveHs(mol)
+  kept = []
+  for k in sorted(range(len(ids)), key=lambda k: energies[k]):   # stable: embedding order where no energies
+    probe = Chem.Mol(heavy, confId=ids[k])
+    if all(rdMolAlign.GetBestRMS(probe, Chem.Mol(heavy, confId=ids[j]), maxMatches=1000) > min_rmsd
+           for j in kept):
+      kept.append(k)
+      if len(kept) == max(1, int(n)):
+        break
   elements = [a.GetSymbol() for a in mol.GetAtoms()]
-  return [_image(mol.GetConformer(i).GetPositions(), elements, "solve.smiles") for i in ids]
+  conformers = [_image(mol.GetConformer(ids[k]).GetPositions(), elements, "solve.smiles") for k in kept]
+  conformers_from_smiles.n_built = len(ids)
+  return conformers
 
 
 def search_models(params):
@@ -152,8 +170,10 @@ def search_models(params):
   if s.molecule:
     models.append(("%s" % os.path.basename(s.molecule), read_molecule(s.molecule)))
   if s.smiles:
-    for k, image in enumerate(conformers_from_smiles(s.smiles, s.conformers, s.seed)):
-      models.append(("SMILES conformer %d" % (k + 1), image))
+    conformers = conformers_from_smiles(s.smiles, s.conformers, s.seed, pool=s.conformer_pool,
+                                        min_rmsd=s.conformer_min_rmsd)
+    for k, image in enumerate(conformers):
+      models.append(("SMILES conformer %d of %d" % (k + 1, len(conformers)), image))
   return models
 
 
