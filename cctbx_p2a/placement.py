@@ -239,6 +239,47 @@ def place(f_obs, image, params=None):
   return Placement(candidates=candidates, n_orientations=len(rotations), seconds=time.time() - t0)
 
 
+class RigidAmplitudes:
+  """|F_calc| of one image at the reflections of f_obs, in numpy: the
+  form factors (cctbx's own, from the structure's scattering-type registry)
+  and the space group's operators are fixed, only the sites and one U_iso
+  change.  Why: the rigid body's Nelder-Mead asks for hundreds of |F_calc|,
+  and building an xray.structure for each took most of a known-molecule
+  solve; this gives the same numbers (test_placement) without it."""
+
+  def __init__(self, f_obs, elements):
+    from cctbx.array_family import flex
+    cs = f_obs.crystal_symmetry()
+    self.h = np.array(f_obs.indices(), dtype=float)
+    ops = f_obs.space_group().all_ops()
+    self.r = np.array([np.array(op.r().as_double()).reshape(3, 3) for op in ops])
+    self.t = np.array([op.t().as_double() for op in ops])
+    self.d_star_sq = f_obs.d_star_sq().data().as_numpy_array()
+    template = placed_structure(MoleculeImage.of(np.zeros((len(elements), 3)), list(elements)), np.eye(3),
+                                (0, 0, 0), cs)
+    registry = template.scattering_type_registry()
+    d_star_sq = flex.double(self.d_star_sq)
+    form = {e: registry.gaussian_not_optional(sc.scattering_type).at_d_star_sq(d_star_sq).as_numpy_array()
+            for e, sc in zip(elements, template.scatterers())}
+    self.form = np.stack([form[e] for e in elements], axis=1)                  # (reflections, atoms)
+    self.orth = orthogonalisation(cs.unit_cell())
+
+  def __call__(self, sites_frac, u_iso):
+    """|F_calc| for the atoms at sites_frac (atoms, 3), all with u_iso."""
+    sym = np.einsum("sab,jb->sja", self.r, sites_frac) + self.t[:, None, :]   # (ops, atoms, 3)
+    f = np.zeros(len(self.h), dtype=complex)
+    step = max(1, int(4e6 // max(1, sym.shape[0] * sym.shape[1])))
+    for a in range(0, len(self.h), step):
+      phase = 2 * np.pi * np.einsum("na,sja->nsj", self.h[a:a + step], sym)
+      f[a:a + step] = (self.form[a:a + step, None, :] * np.exp(1j * phase)).sum(axis=(1, 2))
+    return np.abs(f) * np.exp(-2 * np.pi ** 2 * u_iso * self.d_star_sq)
+
+  def placed(self, image, rotation, translation_frac):
+    """Fractional sites of the image turned by rotation (about its centred
+    origin) with its centroid at translation_frac, as placed_structure."""
+    return np.linalg.solve(self.orth, (image.sites_cart @ rotation.T).T).T + np.asarray(translation_frac)
+
+
 def rigid_body_refine(f_obs, image, rotation, translation_frac, u_iso=0.03, max_evaluations=400):
   """Turn and shift the placed image as one rigid body (about its centroid),
   with one overall U_iso, to maximise CC(|F_obs|, |F_calc|): 7 parameters,
@@ -255,10 +296,11 @@ def rigid_body_refine(f_obs, image, rotation, translation_frac, u_iso=0.03, max_
     t = np.asarray(translation_frac) + np.linalg.solve(orth, x[3:6])
     return turn, t, float(np.clip(u_iso * np.exp(x[6]), 0.002, 0.3))
 
+  amplitudes = RigidAmplitudes(f_obs, image.elements)
+
   def minus_cc(x):
     turn, t, u = state(x)
-    xs = placed_structure(image, turn, t, cs, u)
-    fc = abs(f_obs.structure_factors_from_scatterers(xs, algorithm="direct").f_calc()).data().as_numpy_array()
+    fc = amplitudes(amplitudes.placed(image, turn, t), u)
     return -float(np.corrcoef(fo, fc)[0, 1])
 
   x0 = np.zeros(7)

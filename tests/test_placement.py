@@ -63,3 +63,23 @@ def test_image_without_sites_refused():
   from libtbx.utils import Sorry
   with pytest.raises(Sorry):
     placement.MoleculeImage.of(np.zeros((0, 3)), [])
+
+
+@pytest.mark.parametrize("symbol", ["P 1 21/n 1", "C 1 2/c 1", "P 21 21 21"])
+def test_rigid_amplitudes_are_cctbx_structure_factors(thpp_2A, symbol):
+  """The rigid body's numpy |F_calc| equals cctbx's direct summation for a
+  turned, shifted image with its U_iso (centred and acentric groups)."""
+  from cctbx import crystal, miller
+  f_obs, reference = thpp_2A
+  image = placement.image_of_structure(reference)
+  cells = {"P 1 21/n 1": f_obs.unit_cell().parameters(), "C 1 2/c 1": (14.0, 14.6, 9.7, 90, 101.0, 90),
+           "P 21 21 21": (12.1, 14.6, 9.7, 90, 90, 90)}
+  cs = crystal.symmetry(unit_cell=cells[symbol], space_group_symbol=symbol)
+  indices = miller.build_set(cs, anomalous_flag=False, d_min=2.0)
+  turn = placement.rotation_about([0.3, -0.4, 0.8], 37.0)
+  t = (0.21, 0.63, 0.37)
+  xs = placement.placed_structure(image, turn, t, cs, 0.045)
+  expected = abs(indices.structure_factors_from_scatterers(xs, algorithm="direct").f_calc()).data().as_numpy_array()
+  amplitudes = placement.RigidAmplitudes(indices, image.elements)
+  got = amplitudes(amplitudes.placed(image, turn, t), 0.045)
+  assert np.allclose(got, expected, rtol=1e-6, atol=1e-6 * expected.max())
