@@ -481,6 +481,11 @@ def prepare(miller_array, params=None, source="miller_array"):
   is_intensity = a.is_xray_intensity_array()
   what = "intensities" if is_intensity else "amplitudes"
   a = _apply_symmetry(a, params, source, notes)
+  if params.d_min:
+    n_all, d_all = a.size(), a.d_min()
+    a = a.resolution_filter(d_min=params.d_min)
+    notes.append("data cut to %.2f A (reflections.d_min): %d of %d %s kept (they reach %.2f A)" % (
+      params.d_min, a.size(), n_all, what, d_all))
   _check_finite(a, source, what)
   if not is_intensity:
     _check_non_negative(a, source)
@@ -971,6 +976,7 @@ def _french_wilson_with_fallback(i_obs, params, source, notes, warnings):
 def _check_count(a, params, source, when):
   if params.min_reflections is not None and a.size() < params.min_reflections:
     name = getattr(params, "min_reflections_name", "min_reflections")
-    raise Sorry("%s: only %d unique reflections %s (%s=%d). "
+    cut = (" (the data are cut to reflections.d_min=%g)" % params.d_min) if getattr(params, "d_min", None) else ""
+    raise Sorry("%s: only %d unique reflections %s%s (%s=%d). "
                 "Give more data (higher resolution, a complete data set), or "
-                "lower %s=." % (source, a.size(), when, name, params.min_reflections, name))
+                "lower %s=." % (source, a.size(), when, cut, name, params.min_reflections, name))
