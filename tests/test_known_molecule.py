@@ -213,3 +213,21 @@ def test_a_small_cell_at_2_A_is_solved_from_88_reflections(tmp_path):
   score = baselines.score_against_reference(reference, result.xray_structure, tolerance=0.5)
   assert score["n_matched"] == reference.scatterers().size()
   assert result.solved and result.start == "known_molecule"
+
+
+def test_the_shipped_thpp_example_solves_at_1_5_A(tmp_path, capsys):
+  """examples/README.md: p2a.solve thpp.hkl examples/thpp_conformer.xyz
+  reflections.d_min=1.5 -- the measured data from cctbx, an RDKit conformer
+  as the chemist's model, SOLVED with every published atom within 0.5 A."""
+  from cctbx_p2a import files
+  from cctbx_p2a.programs import common, solve
+  s = measured.thpp_set()
+  if s is None:
+    pytest.skip("this cctbx has no smtbx thpp data")
+  example = os.path.join(os.path.dirname(__file__), "..", "examples", "thpp_conformer.xyz")
+  prefix = str(tmp_path / "thpp_1.5A")
+  assert solve.main([s.data, example, "reflections.d_min=1.5", "output.prefix=%s" % prefix]) == 0
+  _, reference = measured.load(s)
+  score = baselines.score_against_reference(reference, files.read_structure(prefix + ".cif"), tolerance=0.5)
+  assert score["n_matched"] == reference.scatterers().size()
+  assert "data cut to 1.50 A" in capsys.readouterr().out
