@@ -16,6 +16,8 @@ Returns a Finished (structure, R1, CC, F_calc, what was done).
 """
 from __future__ import annotations
 
+import contextvars
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -202,14 +204,17 @@ def distances_to_structure(xray_structure, sites_frac, cutoff=3.0):
 # --- refinement, completion, recycling ------------------------------------------
 
 def refine(xray_structure, f_obs, cycles=2, max_iterations=25, refine_u_iso=True,
-           max_reflections=6000):
+           max_reflections=6000, restraints=None):
   """L-BFGS least squares on |F_obs| (cctbx.xray.minimization): sites, then
   sites and isotropic U.  The overall scale is solved analytically by the
   target at every step.  The structure is refined in place.
 
   A few atoms need few reflections: above max_reflections a fixed random
   subset (spread over all resolutions) is used, which keeps a 10-atom
-  refinement well under a second; R1 and CC are always computed on all data."""
+  refinement well under a second; R1 and CC are always computed on all data.
+
+  restraints: a restraints.MoleculeRestraints (a known molecule's geometry),
+  used only while it applies to the structure (its atoms the molecule's)."""
   from cctbx import xray
   from cctbx.array_family import flex
   import scitbx.lbfgs
@@ -220,6 +225,14 @@ def refine(xray_structure, f_obs, cycles=2, max_iterations=25, refine_u_iso=True
     f_obs = f_obs.select(flex.size_t(sorted(keep.tolist())))
   target = xray.target_functors.unified_least_squares_residual(f_obs)
   termination = scitbx.lbfgs.termination_parameters(max_iterations=max_iterations)
+  if restraints is not None and restraints.applies_to(xray_structure):
+    from cctbx_p2a.restraints import RestrainedLbfgs
+    minimise = functools.partial(RestrainedLbfgs, restraints)
+    restraints.n_used += 1
+  else:
+    minimise = xray.minimization.lbfgs
+    if restraints is not None:
+      restraints.n_skipped += 1
   for cycle in range(cycles):
     if refine_u_iso and cycle > 0:
       fit_overall_u_iso(xray_structure, f_obs, target)
@@ -231,9 +244,8 @@ def refine(xray_structure, f_obs, cycles=2, max_iterations=25, refine_u_iso=True
       scatterers.flags_set_grad_u_iso(iselection=everything)
     before = scatterers.deep_copy()
     try:
-      xray.minimization.lbfgs(target_functor=target, xray_structure=xray_structure,
-                              lbfgs_termination_params=termination,
-                              structure_factor_algorithm="direct")
+      minimise(target_functor=target, xray_structure=xray_structure,
+               lbfgs_termination_params=termination, structure_factor_algorithm="direct")
     except RuntimeError as e:  # a U_iso stepping far below zero (a wrong element or atom)
       if "arg_limit" not in str(e):
         raise
@@ -242,9 +254,8 @@ def refine(xray_structure, f_obs, cycles=2, max_iterations=25, refine_u_iso=True
         scatterers = xray_structure.scatterers()
         scatterers.flags_set_grads(state=False)
         scatterers.flags_set_grad_site(iselection=everything)
-        xray.minimization.lbfgs(target_functor=target, xray_structure=xray_structure,
-                                lbfgs_termination_params=termination,
-                                structure_factor_algorithm="direct")
+        minimise(target_functor=target, xray_structure=xray_structure,
+                 lbfgs_termination_params=termination, structure_factor_algorithm="direct")
     for sc in xray_structure.scatterers():
       sc.u_iso = min(max(sc.u_iso, U_ISO_RANGE[0]), U_ISO_RANGE[1])
   return xray_structure
@@ -497,11 +508,17 @@ def random_start_recycling(f_obs, n_sites, element="C", seed=0, n_starts=5, max_
 
 # --- with the PHIL scopes ---------------------------------------------------------
 
+# the known molecule's restraints while finish() works on its start: every
+# refinement of the finishing sees them without each step passing them on
+_molecule_restraints = contextvars.ContextVar("molecule_restraints", default=None)
+
+
 def refine_with_params(xs, f_obs, params):
-  """refine() with the `refinement` PHIL scope."""
+  """refine() with the `refinement` PHIL scope (and the known molecule's
+  restraints, where finish() was given them and they still apply)."""
   rp = params.refinement
   return refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
-                max_reflections=rp.max_reflections)
+                max_reflections=rp.max_reflections, restraints=_molecule_restraints.get())
 
 
 def refine_complete_recycle(xs, f_obs, n_sites, element, params, staged=True, retype=None):
@@ -905,7 +922,7 @@ class Finished:
 
 
 def finish(xs, f_obs, params, n_sites, composition=None, count_known=True, max_atoms=None,
-           keep_elements=False):
+           keep_elements=False, restraints=None):
   """Refine, complete and recycle a start, typing the elements as it goes;
   settle the atom count with difference maps.  The same for every method.
 
@@ -914,7 +931,24 @@ def finish(xs, f_obs, params, n_sites, composition=None, count_known=True, max_a
   (from a composition) rather than an estimate; an estimate may grow to
   max_atoms.  keep_elements: the start's elements stand while it keeps the
   composition's counts (a known molecule's atoms carry their own; typing by
-  density at 2 A put S and N on each other's sites).  Returns a Finished."""
+  density at 2 A put S and N on each other's sites).  restraints: a
+  restraints.MoleculeRestraints that every refinement uses while the atoms
+  are still the molecule's (known_molecule_restraints).  Returns a Finished."""
+  token = _molecule_restraints.set(restraints)
+  try:
+    done = _finish(xs, f_obs, params, n_sites, composition, count_known, max_atoms, keep_elements)
+  finally:
+    _molecule_restraints.reset(token)
+  if restraints is not None:
+    done.steps.insert(0, "restrained to the molecule's geometry (%d bonds, %d 1-3 distances)%s" % (
+      restraints.n_bonds, restraints.n_angles,
+      "; not in %d of %d refinements, once atoms were replaced or moved off it" % (
+        restraints.n_skipped, restraints.n_used + restraints.n_skipped)
+      if restraints.n_skipped else ""))
+  return done
+
+
+def _finish(xs, f_obs, params, n_sites, composition, count_known, max_atoms, keep_elements):
   sites_of = composition_sites(composition)
   light = elements_for_sites(sites_of, n_sites)[-1] if sites_of else "C"
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from libtbx.utils import Sorry
 
-from cctbx_p2a import finishing, known_molecule, patterson, reflections, sites
+from cctbx_p2a import finishing, known_molecule, patterson, reflections, restraints, sites
 
 # --- composition ----------------------------------------------------------------
 
@@ -285,9 +285,11 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
   max_atoms = int(1.5 * (a_hi if route == "network" else n_sites))
 
   def finish_start(xs, keep_elements=False):
+    # a known molecule's atoms are the search model's, 1:1: its geometry restrains the refinement
     return finishing.finish(xs, f_obs, params, n_sites, composition=sites_of,
                             count_known=n_from_composition is not None, max_atoms=max_atoms,
-                            keep_elements=keep_elements)
+                            keep_elements=keep_elements,
+                            restraints=restraints.for_known_molecule(xs, params) if keep_elements else None)
 
   if route != "network":
     starts = crystal_starts(f_obs, params, n_sites, finishing.most_common_element(sites_of), route,

@@ -357,7 +357,7 @@ def place_known_molecule(f_obs, image, composition=None, params=None, n_rotation
                          seed=0, **search_kwargs):
   """best_placement(), then the common finishing and the verdict, as
   placement.finish_placed (what benchmarks/known_molecule.py measures)."""
-  from cctbx_p2a import finishing, phasing
+  from cctbx_p2a import finishing, phasing, restraints
   params = params or placement.default_params()
   t0 = time.time()
   best = best_placement(f_obs, image, params, n_rotations=n_rotations, n_rigid=n_rigid, seed=seed,
@@ -370,7 +370,8 @@ def place_known_molecule(f_obs, image, composition=None, params=None, n_rotation
     composition = known_molecule.composition_of(image)
   n_sites = int(sum(finishing.composition_sites(composition).values()))
   start = candidate.xray_structure.deep_copy_scatterers()
-  finished = finishing.finish(start, f_obs, params, n_sites, composition=composition, keep_elements=True)
+  finished = finishing.finish(start, f_obs, params, n_sites, composition=composition, keep_elements=True,
+                              restraints=restraints.for_known_molecule(start, params))
   chemistry = params.success.chemistry_check in ("auto", "True")
   rigid = phasing.rigid_fit((candidate.xray_structure, candidate.cc), finished.xray_structure)
   explained, reasons = phasing.verdict(finished.xray_structure, finished.r1, finished.cc, f_obs, params,

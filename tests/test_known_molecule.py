@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from libtbx.utils import Sorry
 
-from cctbx_p2a import baselines, known_molecule, measured, phasing, placement
+from cctbx_p2a import baselines, finishing, known_molecule, measured, phasing, placement, restraints
 
 
 @pytest.fixture(scope="module")
@@ -154,9 +154,7 @@ def test_at_2_A_the_rigid_fit_carries_the_claim_and_the_elements_stay(thpp, tmp_
   """thpp cut to 2.0 A: 125 reflections, fewer than 3 per free-atom
   parameter.  The known molecule is placed, keeps its own elements (typing by
   density at 2 A swapped atoms into impossible contacts), and is claimed on
-  its rigid fit.  (Every orientation tried comes back right, but in about
-  half of them the free-atom refinement bends one C-C into a 2.1 A contact
-  and the claim is refused: docs/crystals.md.)"""
+  its rigid fit."""
   observed, reference = thpp
   image = placement.image_of_structure(reference)
   turned = image.sites_cart @ placement.rotation_about([0.1, 0.2, -0.9], 160.0).T
@@ -170,6 +168,70 @@ def test_at_2_A_the_rigid_fit_carries_the_claim_and_the_elements_stay(thpp, tmp_
   assert result.solved
   assert any("the claim rests on the known molecule's rigid fit" in n for n in result.notes)
 
+
+
+def test_restraints_keep_the_molecule_that_free_atoms_bend_at_2_A(thpp, tmp_path):
+  """thpp cut to 2.0 A, turned 131 deg: placed right, but free atoms (125
+  reflections for 64 parameters) bent C10-C11 to 2.08 A and the verdict
+  refused it.  Restrained to the search model's bonds and 1-3 distances,
+  the refinement keeps a molecule: every atom right, no impossible contact,
+  claimed."""
+  observed, reference = thpp
+  image = placement.image_of_structure(reference)
+  turned = image.sites_cart @ placement.rotation_about([0.9, -0.2, 0.4], 131.0).T
+  params = phasing.default_params()
+  assert params.refinement.known_molecule_restraints
+  params.solve.molecule = write_xyz(tmp_path / "thpp.xyz", image.elements, turned)
+  params.solve.start = "molecule"
+  f_obs = observed.f_obs.resolution_filter(d_min=2.0)
+  result = phasing.solve(f_obs, params=params)
+  score = baselines.score_against_reference(reference, result.xray_structure, tolerance=0.5)
+  assert score["n_matched"] == reference.scatterers().size()
+  assert not finishing.impossible_contacts(result.xray_structure, **finishing.contact_tolerances(2.0))
+  assert result.solved
+  assert any("restrained to the molecule's geometry (17 bonds, 25 1-3 distances)" in n for n in result.notes)
+
+
+def test_the_restraint_set_is_the_molecule_bonds_and_1_3_distances():
+  """Bonds within the covalent radii sum + 0.4 A, 1-3 pairs through a shared
+  neighbour, targets the model's own distances, also for an atom the
+  asymmetric unit holds a lattice translation away; it stops applying once
+  an atom is replaced."""
+  from cctbx import crystal, xray
+  from cctbx.array_family import flex
+  # C1-C2-O3 with C4 on C2 (isobutanol-like fragment), O3 wrapped one cell along a
+  cart = np.array([[1.0, 1.0, 1.0], [2.52, 1.0, 1.0], [3.0, 2.35, 1.0], [3.0, 0.3, 2.2]])
+  cs = crystal.symmetry(unit_cell=(8, 9, 10, 90, 100, 90), space_group_symbol="P 1 21/c 1")
+  xs = xray.structure(crystal_symmetry=cs)
+  for i, (e, x) in enumerate(zip("CCOC", cart)):
+    frac = np.array(cs.unit_cell().fractionalize(tuple(x))) + ([1, 0, 0] if e == "O" else 0)
+    xs.add_scatterer(xray.scatterer(label="%s%d" % (e, i + 1), site=tuple(frac), u=0.02, scattering_type=e))
+  r = restraints.MoleculeRestraints.from_structure(xs, bond_sigma=0.02, angle_distance_sigma=0.04)
+  pairs = [tuple(p) for p in r.pairs]
+  assert pairs[:r.n_bonds] == [(0, 1), (1, 2), (1, 3)]
+  assert sorted(pairs[r.n_bonds:]) == [(0, 2), (0, 3), (2, 3)]
+  d = np.linalg.norm(cart[:, None] - cart[None], axis=2)
+  assert np.allclose(r.targets, [d[i, j] for i, j in pairs], atol=1e-4)
+  assert list(r.sigmas) == [0.02] * 3 + [0.04] * 3
+  assert r.applies_to(xs)
+  # the gradient (Cartesian, as cctbx's minimiser shifts sites) matches finite differences
+  frac = xs.sites_frac().as_numpy_array().reshape(-1, 3) + 0.01
+  orth = np.array(cs.unit_cell().orthogonalization_matrix()).reshape(3, 3)
+  chi2, g = r.chi2_and_gradient(frac, orth)
+  step = np.linalg.inv(orth) @ [1e-6, 0, 0]
+  shifted = frac.copy()
+  shifted[2] += step
+  assert abs((r.chi2_and_gradient(shifted, orth)[0] - chi2) / 1e-6 - g[2, 0]) < 1e-3 * max(1, abs(g[2, 0]))
+  moved = xs.deep_copy_scatterers()
+  moved.scatterers()[3].site = cs.unit_cell().fractionalize((5.0, 3.0, 4.0))   # a peak elsewhere
+  assert not r.applies_to(moved)
+  assert not r.applies_to(xs.select(flex.size_t_range(3)))   # an atom dropped
+  # an atom on an inversion centre (the Mn complex's Mn) takes no restraint shift
+  centred = xs.deep_copy_scatterers()
+  centred.scatterers()[0].site = (0.0, 0.5, 0.5)
+  centred = xray.structure(centred, scatterers=centred.scatterers())
+  projectors = restraints.special_position_projectors(centred)
+  assert list(projectors) == [0] and np.allclose(projectors[0], 0)
 
 
 def test_a_known_molecule_lowers_the_floor_on_reflections(thpp, tmp_path):
