@@ -97,13 +97,18 @@ def claims_bonds(xray_structure, bond_max=2.4, fraction=0.25):
   return len(near) > 0 and np.mean([d <= bond_max for d in near]) >= fraction
 
 
+def covalent_radius(element):
+  """cctbx's covalent radius (A), 0.31 for hydrogen."""
+  from cctbx.eltbx import covalent_radii
+  return 0.31 if element in ("H", "D") else covalent_radii.table(element).radius()
+
+
 def covalent_neighbours(xray_structure, above=0.20):
   """(scattering types, covalent radii, nearest_neighbours within reach of
   the longest bond: twice the largest radius + above A) -- what
   bonded_fraction and lone_carbons judge bonds by."""
-  from cctbx.eltbx import covalent_radii
   types = xray_structure.scatterers().extract_scattering_types()
-  radii = [covalent_radii.table(t).radius() if t not in ("H", "D") else 0.31 for t in types]
+  radii = [covalent_radius(t) for t in types]
   return types, radii, nearest_neighbours(xray_structure, cutoff=2 * max(radii) + above)
 
 
@@ -156,13 +161,12 @@ def impossible_contacts(xray_structure, below=0.40, above=0.20, gap=0.45):
   4-bromobutyronitrile in Pna2_1, two atoms wrong at R1 0.049, C...C 1.78
   A).  Returns [(i, j, distance, sum of radii)], symmetry copies included."""
   from cctbx import crystal
-  from cctbx.eltbx import covalent_radii
   n = xray_structure.scatterers().size()
   types = list(xray_structure.scatterers().extract_scattering_types())
   main = [t in COVALENT_MAIN_GROUP for t in types]
   if sum(main) < 1 or (n < 2 and xray_structure.space_group().order_z() == 1):
     return []
-  radii = [covalent_radii.table(t).radius() if t not in ("H", "D") else 0.31 for t in types]
+  radii = [covalent_radius(t) for t in types]
   cutoff = 2 * max(r for r, m in zip(radii, main) if m) + gap
   pairs = crystal.pair_asu_table(xray_structure.asu_mappings(buffer_thickness=cutoff))
   pairs.add_all_pairs(distance_cutoff=cutoff)

@@ -158,9 +158,7 @@ def conformers_from_smiles(smiles, n, seed=0, pool=30, min_rmsd=0.3):
       if len(kept) == max(1, int(n)):
         break
   elements = [a.GetSymbol() for a in mol.GetAtoms()]
-  conformers = [_image(mol.GetConformer(ids[k]).GetPositions(), elements, "solve.smiles") for k in kept]
-  conformers_from_smiles.n_built = len(ids)
-  return conformers
+  return [_image(mol.GetConformer(ids[k]).GetPositions(), elements, "solve.smiles") for k in kept]
 
 
 def search_models(params):

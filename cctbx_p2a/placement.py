@@ -106,12 +106,18 @@ def laue_rotations(crystal_symmetry):
   return rotations
 
 
+def turned_sites_frac(image, rotation, orth):
+  """Fractional sites of the image turned by rotation about its centred
+  origin (orth: the cell's orthogonalisation matrix)."""
+  return np.linalg.solve(orth, (image.sites_cart @ rotation.T).T).T
+
+
 def model_in_p1(image, rotation, crystal_symmetry, u_iso=0.03):
   """The rotated image as one molecule in a P1 cell like the data's (sites
   still centred on the origin): the search model of the translation function."""
   from cctbx import crystal, sgtbx, xray
   from cctbx.array_family import flex
-  frac = np.linalg.solve(orthogonalisation(crystal_symmetry.unit_cell()), (image.sites_cart @ rotation.T).T).T
+  frac = turned_sites_frac(image, rotation, orthogonalisation(crystal_symmetry.unit_cell()))
   p1 = crystal.symmetry(unit_cell=crystal_symmetry.unit_cell(), space_group_info=sgtbx.space_group_info("P 1"))
   scatterers = flex.xray_scatterer()
   for i, (e, s) in enumerate(zip(image.elements, frac)):
@@ -259,8 +265,8 @@ class RigidAmplitudes:
                                 (0, 0, 0), cs)
     registry = template.scattering_type_registry()
     d_star_sq = flex.double(self.d_star_sq)
-    form = {e: registry.gaussian_not_optional(sc.scattering_type).at_d_star_sq(d_star_sq).as_numpy_array()
-            for e, sc in zip(elements, template.scatterers())}
+    types = dict(zip(elements, template.scatterers().extract_scattering_types()))
+    form = {e: registry.gaussian_not_optional(t).at_d_star_sq(d_star_sq).as_numpy_array() for e, t in types.items()}
     self.form = np.stack([form[e] for e in elements], axis=1)                  # (reflections, atoms)
     self.orth = orthogonalisation(cs.unit_cell())
 
@@ -277,7 +283,7 @@ class RigidAmplitudes:
   def placed(self, image, rotation, translation_frac):
     """Fractional sites of the image turned by rotation (about its centred
     origin) with its centroid at translation_frac, as placed_structure."""
-    return np.linalg.solve(self.orth, (image.sites_cart @ rotation.T).T).T + np.asarray(translation_frac)
+    return turned_sites_frac(image, rotation, self.orth) + np.asarray(translation_frac)
 
 
 def rigid_body_refine(f_obs, image, rotation, translation_frac, u_iso=0.03, max_evaluations=400):

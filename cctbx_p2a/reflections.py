@@ -976,7 +976,7 @@ def _french_wilson_with_fallback(i_obs, params, source, notes, warnings):
 def _check_count(a, params, source, when):
   if params.min_reflections is not None and a.size() < params.min_reflections:
     name = getattr(params, "min_reflections_name", "min_reflections")
-    cut = (" (the data are cut to reflections.d_min=%g)" % params.d_min) if getattr(params, "d_min", None) else ""
+    cut = (" (the data are cut to reflections.d_min=%g)" % params.d_min) if params.d_min else ""
     raise Sorry("%s: only %d unique reflections %s%s (%s=%d). "
                 "Give more data (higher resolution, a complete data set), or "
                 "lower %s=." % (source, a.size(), when, cut, name, params.min_reflections, name))

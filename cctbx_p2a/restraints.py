@@ -26,10 +26,8 @@ import numpy as np
 
 from cctbx.xray import minimization
 
-
-def covalent_radius(element):
-  from cctbx.eltbx import covalent_radii
-  return 0.31 if element in ("H", "D") else covalent_radii.table(element).radius()
+from cctbx_p2a.finishing import covalent_radius
+from cctbx_p2a.placement import orthogonalisation
 
 
 @dataclass
@@ -56,7 +54,7 @@ class MoleculeRestraints:
     model: its conformer's distances)."""
     frac = xray_structure.sites_frac().as_numpy_array().reshape(-1, 3)
     elements = tuple(xray_structure.scatterers().extract_scattering_types())
-    orth = np.array(xray_structure.unit_cell().orthogonalization_matrix()).reshape(3, 3)
+    orth = orthogonalisation(xray_structure.unit_cell())
     n = len(elements)
     radii = np.array([covalent_radius(e) for e in elements])
     # each pair by the lattice image closest to the atom (a wrapped atom keeps its molecule)
@@ -92,7 +90,7 @@ class MoleculeRestraints:
 
   def distances(self, xray_structure):
     frac = xray_structure.sites_frac().as_numpy_array().reshape(-1, 3)
-    orth = np.array(xray_structure.unit_cell().orthogonalization_matrix()).reshape(3, 3)
+    orth = orthogonalisation(xray_structure.unit_cell())
     return np.linalg.norm(self._vectors(frac, orth), axis=1)
 
   def applies_to(self, xray_structure):
@@ -135,7 +133,7 @@ def special_position_projectors(xray_structure):
   """Atom index -> the Cartesian projector onto the shifts its special
   position allows (the site symmetry's averaging operator): the restraint
   gradient of an atom on an inversion centre, say, is zero, as cctbx's own."""
-  orth = np.array(xray_structure.unit_cell().orthogonalization_matrix()).reshape(3, 3)
+  orth = orthogonalisation(xray_structure.unit_cell())
   table = xray_structure.site_symmetry_table()
   return {int(i): orth @ np.array(table.get(i).special_op().r().as_double()).reshape(3, 3)
           @ np.linalg.inv(orth) for i in table.special_position_indices()}
@@ -149,7 +147,7 @@ class RestrainedLbfgs(minimization.lbfgs):
 
   def __init__(self, restraints, target_functor, xray_structure, **kwargs):
     self.restraints = restraints
-    self._orth = np.array(xray_structure.unit_cell().orthogonalization_matrix()).reshape(3, 3)
+    self._orth = orthogonalisation(xray_structure.unit_cell())
     self._n_data = target_functor.f_obs().size()
     self._data_scale = None
     self._special = special_position_projectors(xray_structure)

@@ -302,7 +302,7 @@ def shortest_vector(f_obs, params):
   placement.rotation_shortest_vector, or 0.9 d_min and at least 1.0 A.  Why:
   a vector much shorter than d_min sits on the shoulder of the removed
   origin peak and biases the orientation."""
-  given = getattr(params.placement, "rotation_shortest_vector", None)
+  given = params.placement.rotation_shortest_vector
   return float(given) if given is not None else max(1.0, 0.9 * f_obs.d_min())
 
 
