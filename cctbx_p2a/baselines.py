@@ -136,10 +136,14 @@ def score_against_reference(reference_xs, found_xs, tolerance=0.5):
   """How many reference atoms a solution places within tolerance (A) after
   the best allowed origin shift and hand (emma); solved = all of them.
   elements_right: the fraction of matched atoms given the reference's
-  element."""
+  element.  heavy_reference: the reference's atoms heavier than neon (P, S,
+  Cl, Br, I, metals); heavy_right: how many of them are matched by an atom
+  of their own element (the molecules issue asks where those land)."""
   n_ref = reference_xs.scatterers().size()
+  ref_types = reference_xs.scatterers().extract_scattering_types()
+  heavy = [i for i, t in enumerate(ref_types) if is_heavy(t)]
   result = dict(n_matched=0, n_reference=n_ref, mean_error_A=None,
-                solved=False, rms=None, elements_right=None)
+                solved=False, rms=None, elements_right=None, heavy_reference=len(heavy), heavy_right=0)
   if n_ref == 0 or found_xs.scatterers().size() == 0:
     return result
   matches = emma.model_matches(
@@ -153,10 +157,17 @@ def score_against_reference(reference_xs, found_xs, tolerance=0.5):
   result["mean_error_A"] = flex.mean(m.shortest_distances)
   result["rms"] = m.rms
   result["solved"] = len(m.pairs) == n_ref
-  ref_types = reference_xs.scatterers().extract_scattering_types()
   found_types = found_xs.scatterers().extract_scattering_types()
   result["elements_right"] = sum(ref_types[i] == found_types[j] for i, j in m.pairs) / len(m.pairs)
+  result["heavy_right"] = sum(ref_types[i] == found_types[j] for i, j in m.pairs if i in heavy)
   return result
+
+
+def is_heavy(scattering_type):
+  """An element heavier than neon: what stands out of a C/N/O molecule."""
+  from cctbx.eltbx import tiny_pse
+  label = scattering_type.strip().rstrip("+-0123456789").capitalize()
+  return label not in ("H", "D") and tiny_pse.table(label).atomic_number() > 10
 
 
 # ------------------------------------------------------------ charge flipping

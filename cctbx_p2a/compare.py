@@ -284,7 +284,8 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
   row["time_s"] = time.time() - t0
   score = baselines.score_against_reference(reference, xs, tolerance=tolerance)
   row.update(solved=bool(score["solved"]), n_matched=score["n_matched"], n_reference=score["n_reference"],
-             mean_error_A=score["mean_error_A"], r1=r1)
+             mean_error_A=score["mean_error_A"], r1=r1, heavy_reference=score["heavy_reference"],
+             heavy_right=score["heavy_right"])
   return row
 
 
@@ -345,6 +346,11 @@ def summarise(rows):
     out["atoms_within_0.5A"] = float(np.mean(matched))
     r1s = [r["r1"] for r in rows if r.get("r1") is not None]
     out["mean_r1"] = float(np.mean(r1s)) if r1s else None
+    solved_heavy = [r for r in rows if r["solved"] and r.get("heavy_reference")]
+    if solved_heavy:   # of the solved cases' P/S/Cl/Br/I/metal atoms, the share on their site, rightly typed
+      out["heavy_atoms_right_when_solved"] = float(sum(r["heavy_right"] for r in solved_heavy) /
+                                                   sum(r["heavy_reference"] for r in solved_heavy))
+      out["solved_with_heavy_atoms"] = len(solved_heavy)
     if any("n_sites" in r for r in rows):  # p2a: how often the final atom count is the true one
       out["atom_count_right"] = float(np.mean([r.get("n_sites") == r["n_atoms"] for r in rows])) \
         if all("n_atoms" in r for r in rows) else None

@@ -160,6 +160,13 @@ def test_score_against_reference():
   retyped = moved.deep_copy_scatterers()
   retyped.scatterers()[0].scattering_type = "S"
   assert baselines.score_against_reference(xs, retyped)["elements_right"] == 0.9
+  # a heavy atom of the reference counts as placed only on its site and with its element
+  score = baselines.score_against_reference(retyped, moved)
+  assert (score["heavy_reference"], score["heavy_right"]) == (1, 0)
+  score = baselines.score_against_reference(retyped, retyped)
+  assert (score["heavy_reference"], score["heavy_right"]) == (1, 1)
+  assert [baselines.is_heavy(t) for t in ("C", "O", "F", "H", "P", "S", "Cl", "Br", "Mn", "I")] == \
+    [False] * 4 + [True] * 6
   # small errors are within the tolerance, large ones are not
   jiggled = moved.customized_copy()
   shifts = flex.vec3_double([(0.2 / 10, 0, 0)] * 5 + [(0.8 / 10, 0, 0)] * 5)
@@ -174,7 +181,7 @@ def test_score_against_reference():
   empty = xray.structure(crystal_symmetry=xs.crystal_symmetry())
   score = baselines.score_against_reference(xs, empty)
   assert score == dict(n_matched=0, n_reference=10, mean_error_A=None,
-                       solved=False, rms=None, elements_right=None)
+                       solved=False, rms=None, elements_right=None, heavy_reference=0, heavy_right=0)
 
 
 def test_solving_iterator_keeps_iteration_count_an_int():

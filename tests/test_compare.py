@@ -159,3 +159,18 @@ def test_p2a_phil_reaches_every_route_of_compare(tmp_cwd):
       report = run(args + ["success.r1_max=%s" % r1_max, "output.overwrite=True"])
       claimed[r1_max] = [row["claimed_solved"] for row in report["rows"]]
     assert claimed == {0.25: [True], 0.0: [False]}, (args, claimed)
+
+
+def test_summary_says_where_heavy_atoms_land_in_solved_cases():
+  """The molecules issue's atom-type target: of the solved cases' P/S/Cl/
+  Br/I/metal atoms, the share placed on their site with their element.
+  Unsolved cases and cases without a heavy atom do not count."""
+  base = dict(method="p2a", mean_error_A=0.1, time_s=1.0, n_reference=10, r1=0.05)
+  rows = [dict(base, solved=True, n_matched=10, heavy_reference=2, heavy_right=2),
+          dict(base, solved=True, n_matched=10, heavy_reference=1, heavy_right=0),
+          dict(base, solved=False, n_matched=4, heavy_reference=3, heavy_right=0),
+          dict(base, solved=True, n_matched=10, heavy_reference=0, heavy_right=0)]
+  out = compare.summarise(rows)
+  assert out["solved_with_heavy_atoms"] == 2
+  assert abs(out["heavy_atoms_right_when_solved"] - 2 / 3) < 1e-12
+  assert "heavy_atoms_right_when_solved" not in compare.summarise(rows[2:])
