@@ -146,14 +146,17 @@ class CrystalStore:
       missing = [f for f in STORE_FIELDS if f not in z.files]
       if missing:
         raise Sorry("%s is not a crystal store (missing %s)." % (path, ", ".join(missing)))
-      off = z["offsets"]
-      crystals = [StoredCrystal(seed=int(z["seeds"][i]), hall=str(z["hall"][i]),
-                                cell=tuple(float(v) for v in z["cells"][i]),
-                                sites_frac=z["sites_frac"][off[i]:off[i + 1]].astype(np.float64),
-                                elements=[str(e) for e in z["elements"][off[i]:off[i + 1]]],
-                                is_hydrogen=z["is_h"][off[i]:off[i + 1]].copy())
-                  for i in range(len(z["seeds"]))]
-      return cls(sorted(crystals, key=lambda c: c.seed), z["failed_seeds"].tolist(), path)
+      # each z[name] decompresses the whole array: read every one once (inside the loop it was
+      # 3,780 decompressions of each array, 89 s for the committed store)
+      off, seeds, hall, cells, sites, elements, is_h, failed = (z[f] for f in (
+        "offsets", "seeds", "hall", "cells", "sites_frac", "elements", "is_h", "failed_seeds"))
+    sites = sites.astype(np.float64)
+    elements = elements.tolist()
+    crystals = [StoredCrystal(seed=int(seeds[i]), hall=str(hall[i]), cell=tuple(float(v) for v in cells[i]),
+                              sites_frac=sites[off[i]:off[i + 1]], elements=elements[off[i]:off[i + 1]],
+                              is_hydrogen=is_h[off[i]:off[i + 1]].copy())
+                for i in range(len(seeds))]
+    return cls(sorted(crystals, key=lambda c: c.seed), failed.tolist(), path)
 
 
 def stored(packed):
