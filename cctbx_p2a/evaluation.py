@@ -67,6 +67,8 @@ def atom_count_calibration(masses, counts):
   if not len(counts):
     return {}
   per_atom = float(np.median(masses / counts))
+  if not per_atom > 0:   # an empty map (an untrained or failed network): no calibration to give
+    return {"atom_map_mass_per_atom": per_atom, "atom_count_exact": 0.0, "atom_count_rms_relative_error": None}
   estimate = np.maximum(np.rint(masses / per_atom), 1)
   return {"atom_map_mass_per_atom": per_atom,
           "atom_count_exact": float(np.mean(estimate == counts)),
@@ -96,7 +98,10 @@ def evaluate_network(model, params, n_cases, log=sys.stdout, stream=None, seed=N
           result["cases"], "%.3f" % result["mean_error_A"] if result["mean_error_A"] is not None else "n/a",
           result["atoms_within_0.5A"], result["atoms_within_1.0A"], result["success_rate"],
           result["peak_precision"], result["median_time_s"] or 0), file=log)
-  print("Atom count from the map's mass: %.2f per atom; exact in %.0f %% of cases, RMS relative "
-        "error %.2f" % (result["atom_map_mass_per_atom"], 100 * result["atom_count_exact"],
-                        result["atom_count_rms_relative_error"]), file=log)
+  if result.get("atom_count_rms_relative_error") is not None:
+    print("Atom count from the map's mass: %.2f per atom; exact in %.0f %% of cases, RMS relative "
+          "error %.2f" % (result["atom_map_mass_per_atom"], 100 * result["atom_count_exact"],
+                          result["atom_count_rms_relative_error"]), file=log)
+  else:
+    print("Atom count from the map's mass: none (the maps are empty)", file=log)
   return result

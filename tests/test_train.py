@@ -118,3 +118,13 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path, mon
   monkeypatch.setenv("WORLD_SIZE", "3")
   with pytest.raises(Sorry, match="multiple of 3"):
     train.Trainer(tiny_params(tmp_path, **{"train.steps": 1}))
+
+
+def test_atom_count_calibration_of_empty_maps_says_so():
+  """An untrained network's empty maps have no mass per atom: the card says
+  so instead of dividing by zero (a NaN count error before)."""
+  from cctbx_p2a import evaluation
+  out = evaluation.atom_count_calibration([0.0, 0.0, 0.0], [6, 9, 12])
+  assert out == {"atom_map_mass_per_atom": 0.0, "atom_count_exact": 0.0, "atom_count_rms_relative_error": None}
+  out = evaluation.atom_count_calibration([12.0, 18.0, 24.0], [6, 9, 12])
+  assert out["atom_map_mass_per_atom"] == 2.0 and out["atom_count_exact"] == 1.0
