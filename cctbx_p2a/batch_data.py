@@ -541,13 +541,13 @@ def draw_case(seed, params):
   seed names the same molecule on both data paths; only the random
   reflections dropped and the noise differ.  With
   synthetic.molecule_source=molecules the molecule is cctbx_p2a.molecules'
-  (hydrogens scatter; the targets are its non-H atoms)."""
+  (hydrogens scatter; the targets are its non-H atoms), with store one of a
+  cctbx_p2a.molecule_store, turned at random."""
   rng = np.random.default_rng(seed)
   lo, hi = (list(params.n_atoms) * 2)[:2]
-  if getattr(params, "molecule_source", "points") == "molecules":
-    from cctbx_p2a import molecules
-    real = molecules.generate(int(rng.integers(2 ** 31)), n_atoms=(lo, hi),
-                              source_weights=params.molecule_sources, mmff=params.mmff)
+  if getattr(params, "molecule_source", "points") in ("molecules", "store"):
+    from cctbx_p2a import molecule_store
+    real = molecule_store.case_molecule(params, int(rng.integers(2 ** 31)), (lo, hi))
     sites = real.non_h_sites
     unit_cell = synthetic.draw_unit_cell(rng, params)
     u_iso = synthetic.draw(rng, params.u_iso)

@@ -374,7 +374,7 @@ def model_knows_bonds(model):
   """False for models trained on the paper's points (at least 2 A apart),
   whose solutions have no bonds to check."""
   synthetic = model.card.get("training_data", {}).get("synthetic", {})
-  if synthetic.get("molecule_source", "points") == "molecules":
+  if synthetic.get("molecule_source", "points") in ("molecules", "store"):
     return True
   return synthetic.get("min_distance", 0.0) < 2.0
 

@@ -175,10 +175,9 @@ def make_case(seed, params, d_min_floor=0.0):
   rng = np.random.default_rng(seed)
   lo, hi = (list(params.n_atoms) * 2)[:2]
   molecule = None
-  if getattr(params, "molecule_source", "points") == "molecules":
-    from cctbx_p2a import molecules
-    molecule = molecules.generate(int(rng.integers(2 ** 31)), n_atoms=(lo, hi),
-                                  source_weights=params.molecule_sources, mmff=params.mmff)
+  if getattr(params, "molecule_source", "points") in ("molecules", "store"):
+    from cctbx_p2a import molecule_store
+    molecule = molecule_store.case_molecule(params, int(rng.integers(2 ** 31)), (lo, hi))
     sites = molecule.non_h_sites
     unit_cell = draw_unit_cell(rng, params)
     u_iso = draw(rng, params.u_iso)

@@ -368,10 +368,12 @@ class Trainer:
 
   def _batches(self):
     t = self.params.train
-    if self.device.type != "cpu" and t.data_path == "fast" and not t.crystal_store:
+    if self.device.type != "cpu" and t.data_path == "fast" and not t.crystal_store \
+       and not self.params.synthetic.random_cell:
       # the fast path runs on the GPU itself: no workers, no copies.  Not for a
       # crystal store: its per-crystal steps ran at 80 examples/s on an H100,
-      # slower than one CPU worker here (150/s), so workers make those batches.
+      # slower than one CPU worker here (150/s), so workers make those batches;
+      # nor for random cells, made case by case in the same way.
       def on_device():
         step = self.step
         while True:
@@ -591,6 +593,14 @@ def domain_molecules(s):
     from cctbx_p2a import molecules
     return {"molecule_source": "molecules",
             "elements": sorted(set(molecules.ORGANIC_ELEMENTS) | set(molecules.METAL_GEOMETRIES))}
+  if getattr(s, "molecule_source", "points") == "store":   # the store's own molecules, and which store
+    from cctbx_p2a import model_files
+    from cctbx_p2a.molecule_store import MoleculeStore
+    store = MoleculeStore.load(s.molecule_store)
+    return {"molecule_source": "molecules",
+            "elements": sorted({str(e) for m in store.molecules for e in m.elements}),
+            "molecule_store": dict(store.summary(), path=os.path.basename(s.molecule_store),
+                                   sha256=model_files.sha256_of(s.molecule_store))}
   return {"molecule_source": "points",
           "elements": [str(e) for e in s.elements] + ([s.heavy_element] if s.heavy_atom_fraction else []),
           "molecule_extent_A": 2 * s.extent}

@@ -8,7 +8,9 @@
 #   bash training/make_device_bundle.sh        # here, once: .device/cctbx_bundle.tar.xz
 #   device run, carry [".device"], timeout_s 570, command:
 #     bash training/device_train.sh MINUTES [PAPER_SEED] [yes: the crystal run too]
-#   (P2A_PAPER_BATCH and P2A_PAPER_LR in the environment: the paper run's batch, 32, and peak lr, 1e-3)
+#   (P2A_PAPER_BATCH and P2A_PAPER_LR in the environment: the paper run's batch, 32, and peak lr, 1e-3;
+#    P2A_MOLECULES=yes: also train examples/train_molecules_store.phil for MINUTES on
+#    training/molecules.npz, its batches made by P2A_MOLECULES_WORKERS=12 CPU processes)
 #
 # Unpacks the trimmed cctbx-base into the device's Python (libtbx finds its
 # environment in site-packages) and puts this checkout on PYTHONPATH.
@@ -24,13 +26,14 @@ paper_seed=${2:-2030}   # 2026 to 2029 went into the shipped paper model: give e
 crystals=${3:-no}       # yes: also resume the crystal network (it overfits its 3,102-crystal store: docs/crystals_network.md 3.6)
 out=${OUT:-training/runs/device}
 work=$(mktemp -d)
-mkdir -p "$out" "$work/paper" "$work/crystals" "$work/probe"
+mkdir -p "$out" "$work/paper" "$work/crystals" "$work/probe" "$work/molecules"
 exec > >(tee "$out/session.log") 2>&1
 finish() {   # on any exit, failures included: the logs and whatever was written
   for f in "$work"/*/train.log; do echo "== $f"; tail -4 "$f"; done
   rm -f "$work"/probe/*.ckpt
   tar -cf "$out/paper.tar" -C "$work" paper probe
   tar -cf "$out/crystals.tar" -C "$work" crystals
+  tar -cf "$out/molecules.tar" -C "$work" molecules
 }
 trap finish EXIT
 export PYTHONUNBUFFERED=1
@@ -61,13 +64,29 @@ train examples/train_crystals.phil train.output_dir="$work/crystals" train.devic
 crystals_pid=$!
 fi
 
-# the paper model: its step rate beside the crystal run, then the run itself
+# a network for real molecules from the committed molecule store (only with P2A_MOLECULES=yes):
+# examples/train_molecules_store.phil, resumed from its committed checkpoint when there is one
+molecules_pid=
+if [ "${P2A_MOLECULES:-no}" = yes ]; then
+resume=()
+if [ -f training/runs/molecules_store/molecules_store.ckpt ]; then
+  cp training/runs/molecules_store/molecules_store.ckpt "$work/molecules/"
+  resume=(train.resume="$work/molecules/molecules_store.ckpt")
+fi
+train examples/train_molecules_store.phil train.output_dir="$work/molecules" train.device="$device" \
+  train.threads=1 train.data_workers="${P2A_MOLECULES_WORKERS:-12}" train.max_minutes="$minutes" \
+  train.progress_every=200 ${resume[@]+"${resume[@]}"} > "$work/molecules/train.log" 2>&1 &
+molecules_pid=$!
+fi
+
+# the paper model: its step rate beside the other runs, then the run itself
 paper=(train.name=paper_gpu train.seed="$paper_seed" train.init_from=paper train.batch_size="$batch"
        train.learning_rate="$lr" train.warmup_steps=100 train.device="$device" train.threads=2
        train.validate_every=1000 train.checkpoint_every=1000 train.progress_every=200 ${extra[@]+"${extra[@]}"})
 train "${paper[@]}" train.output_dir="$work/probe" train.steps=100000 train.stop_at_step="$probe" \
   train.progress_every=$((probe / 4)) train.evaluation_cases=0 > "$work/probe/train.log" 2>&1 || {
-  echo "probe failed"; [ -z "$crystals_pid" ] || { kill "$crystals_pid"; wait "$crystals_pid"; }; exit 1; }   # a bare wait would wait for tee
+  echo "probe failed"   # a bare wait would wait for tee: name the runs
+  for pid in $crystals_pid $molecules_pid; do kill "$pid"; wait "$pid" || true; done; exit 1; }
 steps=$(python3 - "$work/probe/train.log" "$minutes" "$batch" <<'EOF'
 import re, sys
 rows = [(int(s), float(r)) for s, r in re.findall(r"^step (\d+)/\d+ .* ([\d.]+) samples/s", open(sys.argv[1]).read(), re.M)]
@@ -80,3 +99,4 @@ echo "paper: $steps steps of $batch (80% of what the probe's rate fits in $minut
 train "${paper[@]}" train.output_dir="$work/paper" train.steps="$steps" train.max_minutes="$(awk "BEGIN{print $minutes + 0.5}")" \
   train.evaluation_cases=200 > "$work/paper/train.log" 2>&1 || echo "paper run failed"
 [ -z "$crystals_pid" ] || wait "$crystals_pid" || echo "crystal run failed"
+[ -z "$molecules_pid" ] || wait "$molecules_pid" || echo "molecules run failed"
