@@ -141,7 +141,7 @@ def score_against_reference(reference_xs, found_xs, tolerance=0.5):
   of their own element (the molecules issue asks where those land)."""
   n_ref = reference_xs.scatterers().size()
   ref_types = reference_xs.scatterers().extract_scattering_types()
-  heavy = [i for i, t in enumerate(ref_types) if is_heavy(t)]
+  heavy = {i for i, t in enumerate(ref_types) if is_heavy(t)}
   result = dict(n_matched=0, n_reference=n_ref, mean_error_A=None,
                 solved=False, rms=None, elements_right=None, heavy_reference=len(heavy), heavy_right=0)
   if n_ref == 0 or found_xs.scatterers().size() == 0:
@@ -165,9 +165,9 @@ def score_against_reference(reference_xs, found_xs, tolerance=0.5):
 
 def is_heavy(scattering_type):
   """An element heavier than neon: what stands out of a C/N/O molecule."""
-  from cctbx.eltbx import tiny_pse
+  from cctbx_p2a.finishing import atomic_number
   label = scattering_type.strip().rstrip("+-0123456789").capitalize()
-  return label not in ("H", "D") and tiny_pse.table(label).atomic_number() > 10
+  return label not in ("H", "D") and atomic_number(label) > 10
 
 
 # ------------------------------------------------------------ charge flipping

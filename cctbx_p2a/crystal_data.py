@@ -118,45 +118,60 @@ class CrystalStore:
 
   def save(self, path):
     """Atomically (temp file + rename): a kill never leaves a broken store."""
-    offsets = np.cumsum([0] + [len(c.elements) for c in self.crystals])
-    arrays = dict(
+    save_store(path, dict(
+      atom_arrays([c.sites_frac for c in self.crystals], [c.elements for c in self.crystals],
+                  [c.is_hydrogen for c in self.crystals], sites_name="sites_frac"),
       seeds=np.array([c.seed for c in self.crystals], dtype=np.int64),
       hall=np.array([c.hall for c in self.crystals], dtype=str),
       cells=np.array([c.cell for c in self.crystals], dtype=np.float64).reshape(-1, 6),
-      offsets=offsets.astype(np.int64),
-      sites_frac=np.concatenate([c.sites_frac for c in self.crystals]).astype(np.float32)
-      if self.crystals else np.zeros((0, 3), np.float32),
-      elements=np.array([e for c in self.crystals for e in c.elements], dtype=str),
-      is_h=np.concatenate([c.is_hydrogen for c in self.crystals]).astype(bool)
-      if self.crystals else np.zeros(0, bool),
-      failed_seeds=np.array(self.failed_seeds, dtype=np.int64))
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, ".%s.tmp.npz" % os.path.basename(path))
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+      failed_seeds=np.array(self.failed_seeds, dtype=np.int64)))
     self.path = path
 
   @classmethod
   def load(cls, path):
-    if not os.path.isfile(path):
-      raise Sorry("No crystal store at %s: build one with "
-                  "python -m cctbx_p2a.crystal_data %s --seeds 0:1000" % (path, path))
-    with np.load(path) as z:
-      missing = [f for f in STORE_FIELDS if f not in z.files]
-      if missing:
-        raise Sorry("%s is not a crystal store (missing %s)." % (path, ", ".join(missing)))
-      # each z[name] decompresses the whole array: read every one once (inside the loop it was
-      # 3,780 decompressions of each array, 89 s for the committed store)
-      off, seeds, hall, cells, sites, elements, is_h, failed = (z[f] for f in (
-        "offsets", "seeds", "hall", "cells", "sites_frac", "elements", "is_h", "failed_seeds"))
-    sites = sites.astype(np.float64)
-    elements = elements.tolist()
+    z = read_store(path, STORE_FIELDS, "crystal store",
+                   "build one with python -m cctbx_p2a.crystal_data %s --seeds 0:1000" % path)
+    off, seeds, hall, cells, is_h = (z[f] for f in ("offsets", "seeds", "hall", "cells", "is_h"))
+    sites = z["sites_frac"].astype(np.float64)
+    elements = z["elements"].tolist()
+    failed = z["failed_seeds"]
     crystals = [StoredCrystal(seed=int(seeds[i]), hall=str(hall[i]), cell=tuple(float(v) for v in cells[i]),
                               sites_frac=sites[off[i]:off[i + 1]], elements=elements[off[i]:off[i + 1]],
                               is_hydrogen=is_h[off[i]:off[i + 1]].copy())
                 for i in range(len(seeds))]
     return cls(sorted(crystals, key=lambda c: c.seed), failed.tolist(), path)
+
+
+def atom_arrays(sites, elements, is_hydrogen, sites_name):
+  """The atoms of many molecules as flat arrays plus offsets (molecule i is
+  rows offsets[i]:offsets[i + 1]): what a crystal or molecule store saves."""
+  return {"offsets": np.cumsum([0] + [len(e) for e in elements]).astype(np.int64),
+          sites_name: np.concatenate(sites).astype(np.float32) if sites else np.zeros((0, 3), np.float32),
+          "elements": np.array([str(e) for es in elements for e in es], dtype=str),
+          "is_h": np.concatenate(is_hydrogen).astype(bool) if is_hydrogen else np.zeros(0, bool)}
+
+
+def save_store(path, arrays):
+  """np.savez_compressed atomically (temp file + rename): a kill never leaves
+  a broken store."""
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  tmp = os.path.join(folder, ".%s.tmp.npz" % os.path.basename(path))
+  np.savez_compressed(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+def read_store(path, fields, what, how_to_make):
+  """The arrays of a store .npz, each read once (every z[name] decompresses
+  the whole array: indexed inside a loop over 3,780 crystals it took 89 s),
+  or a Sorry that says what is missing and how to make one."""
+  if not os.path.isfile(path):
+    raise Sorry("No %s at %s: %s." % (what, path, how_to_make))
+  with np.load(path) as z:
+    missing = [f for f in fields if f not in z.files]
+    if missing:
+      raise Sorry("%s is not a %s (missing %s)." % (path, what, ", ".join(missing)))
+    return {f: z[f] for f in fields}
 
 
 def stored(packed):

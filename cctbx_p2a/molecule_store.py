@@ -41,39 +41,27 @@ class MoleculeStore:
 
   def save(self, path):
     """Atomically (temp file + rename): a kill never leaves a broken store."""
+    from cctbx_p2a.crystal_data import atom_arrays, save_store
     ms = self.molecules
-    arrays = dict(
+    save_store(path, dict(
+      atom_arrays([m.sites_cart for m in ms], [m.elements for m in ms], [m.is_hydrogen for m in ms],
+                  sites_name="sites_cart"),
       seeds=np.array([m.seed for m in ms], dtype=np.int64),
-      offsets=np.cumsum([0] + [len(m.elements) for m in ms]).astype(np.int64),
-      sites_cart=np.concatenate([m.sites_cart for m in ms]).astype(np.float32) if ms
-      else np.zeros((0, 3), np.float32),
-      elements=np.array([str(e) for m in ms for e in m.elements], dtype=str),
-      is_h=np.concatenate([m.is_hydrogen for m in ms]).astype(bool) if ms else np.zeros(0, bool),
-      sources=np.array([m.source for m in ms], dtype=str))
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, ".%s.tmp.npz" % os.path.basename(path))
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+      sources=np.array([m.source for m in ms], dtype=str)))
     self.path = path
 
   @classmethod
   def load(cls, path):
     """The store at path, read once per process."""
+    from cctbx_p2a.crystal_data import read_store
     from cctbx_p2a.molecules import Molecule
     key = os.path.abspath(path)
     if key in _LOADED:
       return _LOADED[key]
-    if not os.path.isfile(path):
-      raise Sorry("No molecule store at %s: make one with python -m cctbx_p2a.molecule_store %s "
-                  "--seeds 0:5000 (needs pip install -e .[train])." % (path, path))
-    with np.load(path) as z:
-      missing = [f for f in STORE_FIELDS if f not in z.files]
-      if missing:
-        raise Sorry("%s is not a molecule store (missing %s)." % (path, ", ".join(missing)))
-      # each z[name] decompresses the whole array: read every one once
-      off, seeds, sources, elements, is_h = (z[f] for f in ("offsets", "seeds", "sources", "elements", "is_h"))
-      sites = z["sites_cart"].astype(np.float64)
+    z = read_store(path, STORE_FIELDS, "molecule store", "make one with python -m cctbx_p2a.molecule_store "
+                   "%s --seeds 0:5000 (needs pip install -e .[train])" % path)
+    off, seeds, sources, elements, is_h = (z[f] for f in ("offsets", "seeds", "sources", "elements", "is_h"))
+    sites = z["sites_cart"].astype(np.float64)
     molecules = [Molecule(sites_cart=sites[off[i]:off[i + 1]], elements=elements[off[i]:off[i + 1]],
                           is_hydrogen=is_h[off[i]:off[i + 1]], bonds=np.zeros((0, 2), int),
                           smiles="", source=str(sources[i]), seed=int(seeds[i]))
