@@ -9,15 +9,18 @@
 #   device run, carry [".device"], timeout_s 570, command:
 #     bash training/device_train.sh MINUTES [PAPER_SEED] [yes: the crystal run too]
 #   (P2A_PAPER_BATCH and P2A_PAPER_LR in the environment: the paper run's batch, 32, and peak lr, 1e-3;
-#    P2A_MOLECULES=yes: also train examples/train_molecules_store.phil for MINUTES on
-#    training/molecules.npz, its batches made by P2A_MOLECULES_WORKERS=12 CPU processes)
+#    P2A_PAPER=no: no paper run;
+#    P2A_MOLECULES=yes: also train examples/train_molecules_store.phil on training/molecules.npz,
+#    batch P2A_MOLECULES_BATCH=32, its batches made by P2A_MOLECULES_WORKERS=12 CPU processes:
+#    resumed for MINUTES from training/runs/molecules_store/ when a checkpoint is there, else
+#    from scratch, probed and planned like the paper run)
 #
 # Unpacks the trimmed cctbx-base into the device's Python (libtbx finds its
 # environment in site-packages) and puts this checkout on PYTHONPATH.
 # The crystal run (if asked) starts at once and stops after MINUTES
 # (train.max_minutes).  The paper run first measures its own step rate on 80
 # steps, then takes 80 % of the steps that fit in MINUTES, so its cosine
-# schedule ends where the time does.  Leaves paper.tar, crystals.tar and the
+# schedule ends where the time does (so does a new molecules run).  Leaves paper.tar, crystals.tar and the
 # logs in $OUT; unpack them here and commit what is worth keeping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,14 +29,15 @@ paper_seed=${2:-2030}   # 2026 to 2029 went into the shipped paper model: give e
 crystals=${3:-no}       # yes: also resume the crystal network (it overfits its 3,102-crystal store: docs/crystals_network.md 3.6)
 out=${OUT:-training/runs/device}
 work=$(mktemp -d)
-mkdir -p "$out" "$work/paper" "$work/crystals" "$work/probe" "$work/molecules"
+mkdir -p "$out" "$work/paper" "$work/crystals" "$work/molecules"
 exec > >(tee "$out/session.log") 2>&1
 finish() {   # on any exit, failures included: the logs and whatever was written
   for f in "$work"/*/train.log; do echo "== $f"; tail -4 "$f"; done
-  rm -f "$work"/probe/*.ckpt
-  tar -cf "$out/paper.tar" -C "$work" paper probe
+  rm -f "$work"/probe_*/*.ckpt "$work"/probe_*/*.pt "$work"/probe_*/*.npz   # a probe keeps its log and card only
+  mkdir -p "$work/probe_paper" "$work/probe_molecules"
+  tar -cf "$out/paper.tar" -C "$work" paper probe_paper
   tar -cf "$out/crystals.tar" -C "$work" crystals
-  tar -cf "$out/molecules.tar" -C "$work" molecules
+  tar -cf "$out/molecules.tar" -C "$work" molecules probe_molecules
 }
 trap finish EXIT
 export PYTHONUNBUFFERED=1
@@ -64,39 +68,58 @@ train examples/train_crystals.phil train.output_dir="$work/crystals" train.devic
 crystals_pid=$!
 fi
 
-# a network for real molecules from the committed molecule store (only with P2A_MOLECULES=yes):
-# examples/train_molecules_store.phil, resumed from its committed checkpoint when there is one
-molecules_pid=
-if [ "${P2A_MOLECULES:-no}" = yes ]; then
-resume=()
-if [ -f training/runs/molecules_store/molecules_store.ckpt ]; then
-  cp training/runs/molecules_store/molecules_store.ckpt "$work/molecules/"
-  resume=(train.resume="$work/molecules/molecules_store.ckpt")
-fi
-train examples/train_molecules_store.phil train.output_dir="$work/molecules" train.device="$device" \
-  train.threads=1 train.data_workers="${P2A_MOLECULES_WORKERS:-12}" train.max_minutes="$minutes" \
-  train.progress_every=200 ${resume[@]+"${resume[@]}"} > "$work/molecules/train.log" 2>&1 &
-molecules_pid=$!
-fi
-
-# the paper model: its step rate beside the other runs, then the run itself
-paper=(train.name=paper_gpu train.seed="$paper_seed" train.init_from=paper train.batch_size="$batch"
-       train.learning_rate="$lr" train.warmup_steps=100 train.device="$device" train.threads=2
-       train.validate_every=1000 train.checkpoint_every=1000 train.progress_every=200 ${extra[@]+"${extra[@]}"})
-train "${paper[@]}" train.output_dir="$work/probe" train.steps=100000 train.stop_at_step="$probe" \
-  train.progress_every=$((probe / 4)) train.evaluation_cases=0 > "$work/probe/train.log" 2>&1 || {
-  echo "probe failed"   # a bare wait would wait for tee: name the runs
-  for pid in $crystals_pid $molecules_pid; do kill "$pid"; wait "$pid" || true; done; exit 1; }
-steps=$(python3 - "$work/probe/train.log" "$minutes" "$batch" <<'EOF'
+# The step count that fits: a run's own probe measures its step rate beside whatever else runs,
+# and the run takes 80 % of the steps that fit in MINUTES, so that its cosine schedule ends where
+# the time does (on the H200 a run was 17 % slower than its 80-step probe).
+planned_steps() {   # LOG BATCH
+  python3 - "$1" "$minutes" "$2" <<'EOF'
 import re, sys
 rows = [(int(s), float(r)) for s, r in re.findall(r"^step (\d+)/\d+ .* ([\d.]+) samples/s", open(sys.argv[1]).read(), re.M)]
 (s0, r0), (s1, r1) = rows[1], rows[-1]            # cumulative rates: the rate between steps s0 and s1
 samples_per_s = (s1 - s0) / (s1 / r1 - s0 / r0)   # elapsed = step * batch / cumulative rate
-print(int(0.8 * samples_per_s * 60 * float(sys.argv[2]) / int(sys.argv[3])))   # 0.8: on the H200 the run was 17 % slower than its probe
+print(int(0.8 * samples_per_s * 60 * float(sys.argv[2]) / int(sys.argv[3])))
 EOF
-)
-echo "paper: $steps steps of $batch (80% of what the probe's rate fits in $minutes min)"
-train "${paper[@]}" train.output_dir="$work/paper" train.steps="$steps" train.max_minutes="$(awk "BEGIN{print $minutes + 0.5}")" \
-  train.evaluation_cases=200 > "$work/paper/train.log" 2>&1 || echo "paper run failed"
+}
+# probe_then_train NAME BATCH PHIL...: the probe (in $work/probe_NAME), then the run (in $work/NAME)
+probe_then_train() {
+  local name=$1 b=$2 steps; shift 2
+  mkdir -p "$work/probe_$name" "$work/$name"
+  train "$@" train.output_dir="$work/probe_$name" train.steps=100000 train.stop_at_step="$probe" \
+    train.progress_every=$((probe / 4)) train.evaluation_cases=0 > "$work/probe_$name/train.log" 2>&1 || {
+    echo "$name probe failed"; return 1; }
+  steps=$(planned_steps "$work/probe_$name/train.log" "$b")
+  echo "$name: $steps steps of $b (80% of what the probe's rate fits in $minutes min)"
+  train "$@" train.output_dir="$work/$name" train.steps="$steps" \
+    train.max_minutes="$(awk "BEGIN{print $minutes + 0.5}")" > "$work/$name/train.log" 2>&1 || {
+    echo "$name run failed"; return 1; }
+}
+
+# a network for real molecules from the committed molecule store (only with P2A_MOLECULES=yes):
+# examples/train_molecules_store.phil, resumed from its committed checkpoint when there is one
+# (for MINUTES), else from scratch on a probed step count (batch P2A_MOLECULES_BATCH, 32)
+molecules_pid=
+if [ "${P2A_MOLECULES:-no}" = yes ]; then
+mbatch=${P2A_MOLECULES_BATCH:-32}
+molecules=(examples/train_molecules_store.phil train.device="$device" train.threads=1
+           train.data_workers="${P2A_MOLECULES_WORKERS:-12}" train.batch_size="$mbatch"
+           train.progress_every=200 train.evaluation_cases="${P2A_MOLECULES_EVALUATION:-0}")
+if [ -f training/runs/molecules_store/molecules_store.ckpt ]; then
+  cp training/runs/molecules_store/molecules_store.ckpt "$work/molecules/"
+  train "${molecules[@]}" train.output_dir="$work/molecules" train.max_minutes="$minutes" \
+    train.resume="$work/molecules/molecules_store.ckpt" > "$work/molecules/train.log" 2>&1 &
+else
+  probe_then_train molecules "$mbatch" "${molecules[@]}" &
+fi
+molecules_pid=$!
+fi
+
+# the paper model (unless P2A_PAPER=no): its step rate beside the other runs, then the run itself
+if [ "${P2A_PAPER:-yes}" = yes ]; then
+paper=(train.name=paper_gpu train.seed="$paper_seed" train.init_from=paper train.batch_size="$batch"
+       train.learning_rate="$lr" train.warmup_steps=100 train.device="$device" train.threads=2
+       train.validate_every=1000 train.checkpoint_every=1000 train.progress_every=200 train.evaluation_cases=200
+       ${extra[@]+"${extra[@]}"})
+probe_then_train paper "$batch" "${paper[@]}" || true
+fi
 [ -z "$crystals_pid" ] || wait "$crystals_pid" || echo "crystal run failed"
 [ -z "$molecules_pid" ] || wait "$molecules_pid" || echo "molecules run failed"
