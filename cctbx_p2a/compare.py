@@ -32,6 +32,8 @@ torch thread.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sys
 import time
@@ -373,11 +375,46 @@ def format_table(summaries, parameter=None):
   return "\n".join(lines)
 
 
+def _row_key(method, overrides, k):
+  return json.dumps([method, overrides, k], sort_keys=True)
+
+
+def read_finished_rows(rows_file, fingerprint):
+  """{row key: row} of a rows file written by an earlier run with the same
+  fingerprint (its first line); a new file (with that line) when there is
+  none.  Another run's file is refused, never mixed in or overwritten."""
+  if not os.path.exists(rows_file):
+    with open(rows_file, "w") as f:
+      f.write(json.dumps({"fingerprint": fingerprint}, sort_keys=True, default=str) + "\n")
+    return {}
+  with open(rows_file) as f:
+    lines = f.read().splitlines()
+  try:
+    head = json.loads(lines[0])["fingerprint"] if lines else None
+  except (ValueError, KeyError, TypeError):
+    head = None
+  if head != json.loads(json.dumps(fingerprint, default=str)):
+    raise Sorry("%s holds the rows of a run with other settings (suite, seed, tolerance, model or p2a's "
+                "parameters), so they cannot be reused: remove it, or choose another output.prefix=."
+                % rows_file)
+  rows = {}
+  for line in lines[1:]:
+    try:
+      row = json.loads(line)
+    except ValueError:   # a line cut short by a kill: that task runs again
+      continue
+    rows[_row_key(row["method"], row["point"], row["case"])] = row
+  return rows
+
+
 def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, tolerance=0.5, nproc=0,
                   model_name="default", log=sys.stdout, progress=True, baselines_params=None,
-                  fix=None, solve_params=None):
+                  fix=None, solve_params=None, rows_file=None, fingerprint=None):
   """Run every method on the same seeded cases (at each sweep point).
-  solve_params: p2a's PHIL (see run_method)."""
+  solve_params: p2a's PHIL (see run_method).  rows_file: each row is
+  appended there as it finishes, and the rows a run with the same
+  fingerprint left there are reused, so that a long suite survives a kill
+  and can be run in pieces (or grown with more cases)."""
   import multiprocessing
   import click
   check_methods(methods)
@@ -385,27 +422,41 @@ def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, toleranc
   fixed = parse_fixed(fix)
   if parameter in fixed:
     raise Sorry("%s is both swept and fixed: drop it from fix=." % parameter)
-  tasks = []
+  finished = read_finished_rows(rows_file, fingerprint) if rows_file else {}
+  tasks, rows = [], []
   for value in values:
     overrides = dict(fixed, **({parameter: value} if parameter else {}))
     for k in range(cases):
       for m in methods:
-        tasks.append((m, suite, overrides, seed, k, tolerance))
+        done = finished.get(_row_key(m, overrides, k))
+        if done is not None:
+          rows.append(done)
+        else:
+          tasks.append((m, suite, overrides, seed, k, tolerance))
+  if rows:
+    print("Reusing %d finished rows of %s; %d to run" % (len(rows), rows_file, len(tasks)), file=log)
   needs_model = any(m in SOLVE_METHODS + READ_OUT_METHODS for m in methods)
   nproc = nproc or os.cpu_count() or 1
-  rows = []
   t0 = time.time()
   ctx = multiprocessing.get_context("fork")
-  with ctx.Pool(nproc, initializer=_worker_init,
-                initargs=(model_name if needs_model else None, baselines_params,
-                          solve_params)) as pool:
-    iterator = pool.imap_unordered(_synthetic_task, tasks)
-    if progress:
-      with click.progressbar(iterator, length=len(tasks), label="cases x methods", file=log,
-                             show_eta=True, show_pos=True) as bar:
-        rows = list(bar)
-    else:
-      rows = list(iterator)
+  rows_out = open(rows_file, "a") if rows_file else None
+  try:
+    with ctx.Pool(nproc, initializer=_worker_init,
+                  initargs=(model_name if needs_model else None, baselines_params,
+                            solve_params)) as pool:
+      iterator = pool.imap_unordered(_synthetic_task, tasks)
+      shown = click.progressbar(iterator, length=len(tasks), label="cases x methods", file=log,
+                                show_eta=True, show_pos=True) if progress and tasks \
+        else contextlib.nullcontext(iterator)
+      with shown as finishing:
+        for row in finishing:
+          rows.append(row)
+          if rows_out:
+            rows_out.write(json.dumps(row, sort_keys=True, default=str) + "\n")
+            rows_out.flush()
+  finally:
+    if rows_out:
+      rows_out.close()
   summaries = []
   for value in values:
     for m in methods:

@@ -174,3 +174,23 @@ def test_summary_says_where_heavy_atoms_land_in_solved_cases():
   assert out["solved_with_heavy_atoms"] == 2
   assert abs(out["heavy_atoms_right_when_solved"] - 2 / 3) < 1e-12
   assert "heavy_atoms_right_when_solved" not in compare.summarise(rows[2:])
+
+
+def test_kept_rows_survive_a_kill_and_are_reused_only_under_the_same_settings(tmp_cwd):
+  """Each finished case goes to p2a_compare.rows.jsonl as it finishes; a rerun
+  reuses them (here: one row cut short by a kill runs again) and runs only
+  the rest; a rows file of another seed is refused, not mixed in."""
+  run(["methods=network", "cases=2", "nproc=1", "seed=3"])
+  first = json.load(open("p2a_compare.json"))["network"]
+  lines = open("p2a_compare.rows.jsonl").read().splitlines()
+  assert len(lines) == 3 and "fingerprint" in json.loads(lines[0])
+  with open("p2a_compare.rows.jsonl", "w") as f:   # the second case killed half-written
+    f.write("\n".join(lines[:2] + [lines[2][:20]]) + "\n")
+  os.remove("p2a_compare.json")
+  run(["methods=network", "cases=3", "nproc=1", "seed=3"])
+  grown = json.load(open("p2a_compare.json"))["network"]
+  rows = [json.loads(x) for x in open("p2a_compare.rows.jsonl").read().splitlines()[1:] if x.endswith("}")]
+  assert sorted(r["case"] for r in rows) == [0, 1, 2] and grown["cases"] == 3
+  assert grown["mean_error_A"] != first["mean_error_A"]
+  with pytest.raises(Sorry, match="other settings"):
+    run(["methods=network", "cases=3", "nproc=1", "seed=4", "output.overwrite=True"])

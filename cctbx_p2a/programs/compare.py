@@ -109,7 +109,9 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
       report = compare.run_synthetic(c.methods, suite=c.suite, cases=c.cases, seed=c.seed,
                                      sweep=c.sweep, tolerance=c.tolerance, nproc=c.nproc,
                                      model_name=c.model, log=self.logger,
-                                     baselines_params=p.baselines, fix=c.fix, solve_params=solve_params)
+                                     baselines_params=p.baselines, fix=c.fix, solve_params=solve_params,
+                                     rows_file=prefix + ".rows.jsonl" if c.keep_rows else None,
+                                     fingerprint=self.rows_fingerprint() if c.keep_rows else None)
     print("\n" + compare.format_table(report["summaries"], report["parameter"]), file=self.logger)
     self.report = compare.as_json(report)
     with open(prefix + ".json", "w") as f:
@@ -119,6 +121,21 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
       plots.sweep_figure(rows, report["parameter"], prefix + ".png", methods=c.methods,
                          title=sweep_title(report))
     print("\nWrote: %s" % ", ".join(outputs), file=self.logger)
+
+  def rows_fingerprint(self):
+    """What a kept row depends on besides its method, sweep point and case
+    number: rows are reused only under the same fingerprint."""
+    import hashlib
+    import cctbx_p2a
+    from cctbx_p2a import compare, model_files
+    c = self.params.compare
+    needs_model = any(m in compare.SOLVE_METHODS + compare.READ_OUT_METHODS for m in c.methods)
+    scopes = self.master_phil.format(python_object=self.params)
+    text = "\n".join(o.as_str() for o in scopes.objects if o.name not in ("compare", "output", "input"))
+    return {"suite": c.suite, "seed": c.seed, "tolerance": c.tolerance, "fix": c.fix, "sweep": c.sweep,
+            "model_sha256": model_files.load(c.model).card.get("sha256") if needs_model else None,
+            "parameters_sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "cctbx_p2a": getattr(cctbx_p2a, "__version__", None)}
 
   def get_results(self):
     return self.report
