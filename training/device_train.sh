@@ -11,9 +11,9 @@
 #   (P2A_PAPER_BATCH and P2A_PAPER_LR in the environment: the paper run's batch, 32, and peak lr, 1e-3;
 #    P2A_PAPER=no: no paper run;
 #    P2A_MOLECULES=yes: also train examples/train_molecules_store.phil on training/molecules.npz,
-#    batch P2A_MOLECULES_BATCH=32, its batches made by P2A_MOLECULES_WORKERS=12 CPU processes:
-#    resumed for MINUTES from training/runs/molecules_store/ when a checkpoint is there, else
-#    from scratch, probed and planned like the paper run)
+#    batch P2A_MOLECULES_BATCH=32, more PHIL in P2A_MOLECULES_ARGS, its batches made by
+#    P2A_MOLECULES_WORKERS=12 CPU processes, probed and planned like the paper run: a warm
+#    restart from training/runs/molecules_store/molecules_store.pt when it is there)
 #
 # Unpacks the trimmed cctbx-base into the device's Python (libtbx finds its
 # environment in site-packages) and puts this checkout on PYTHONPATH.
@@ -95,21 +95,24 @@ probe_then_train() {
 }
 
 # a network for real molecules from the committed molecule store (only with P2A_MOLECULES=yes):
-# examples/train_molecules_store.phil, resumed from its committed checkpoint when there is one
-# (for MINUTES), else from scratch on a probed step count (batch P2A_MOLECULES_BATCH, 32)
+# examples/train_molecules_store.phil, on a probed step count (batch P2A_MOLECULES_BATCH, 32):
+# when training/runs/molecules_store/ holds the model of the last part, a warm restart from its
+# weights on fresh examples (seed P2A_MOLECULES_SEED, 3032: 3030 and 3031 went into parts 1
+# and 2; peak lr P2A_MOLECULES_LR, 5e-4), else from scratch
 molecules_pid=
 if [ "${P2A_MOLECULES:-no}" = yes ]; then
 mbatch=${P2A_MOLECULES_BATCH:-32}
 molecules=(examples/train_molecules_store.phil train.device="$device" train.threads=1
            train.data_workers="${P2A_MOLECULES_WORKERS:-12}" train.batch_size="$mbatch"
            train.progress_every=200 train.evaluation_cases="${P2A_MOLECULES_EVALUATION:-0}")
-if [ -f training/runs/molecules_store/molecules_store.ckpt ]; then
-  cp training/runs/molecules_store/molecules_store.ckpt "$work/molecules/"
-  train "${molecules[@]}" train.output_dir="$work/molecules" train.max_minutes="$minutes" \
-    train.resume="$work/molecules/molecules_store.ckpt" > "$work/molecules/train.log" 2>&1 &
-else
-  probe_then_train molecules "$mbatch" "${molecules[@]}" &
+last=training/runs/molecules_store/molecules_store.pt
+if [ -f "$last" ]; then
+  molecules+=(train.init_from="$last" train.seed="${P2A_MOLECULES_SEED:-3032}"
+              train.learning_rate="${P2A_MOLECULES_LR:-5e-4}" train.warmup_steps=100)
 fi
+read -r -a margs <<< "${P2A_MOLECULES_ARGS:-}"   # more PHIL, last so it wins: e.g. "network.channels=16 train.init_from=None"
+molecules+=(${margs[@]+"${margs[@]}"})
+probe_then_train molecules "$mbatch" "${molecules[@]}" &
 molecules_pid=$!
 fi
 
