@@ -271,6 +271,17 @@ def test_a_carbon_with_no_bonded_neighbour_is_not_solved():
   xs.scatterers()[6].scattering_type = "Br"
   assert finishing.lone_carbons(xs) == [7]
   assert finishing.lone_carbons(xs.select(flex.size_t(range(7)))) == []
+  # a C-C pair bonded to nothing else (found at 1.03 A beside Cu and Br) is as impossible;
+  # an ethyl group on the ring is not, nor is a pair with an N (acetonitrile, a real solvent)
+  pair = ring + [(15 + 1.39 + 1.90, 15, 15), (15, 15, 17.75), (15, 15, 19.27)]
+  xs2 = finishing.structure_of_sites(cs, cs.unit_cell().fractionalize(flex.vec3_double(pair)))
+  xs2.scatterers()[6].scattering_type = "Br"
+  assert finishing.lone_carbons(xs2) == [7, 8]
+  xs2.scatterers()[8].scattering_type = "N"
+  assert finishing.lone_carbons(xs2) == []
+  ethyl = ring + [(15 + 1.39 + 1.51, 15, 15), (15 + 1.39 + 1.51 + 0.76, 15 + 1.31, 15)]
+  xs3 = finishing.structure_of_sites(cs, cs.unit_cell().fractionalize(flex.vec3_double(ethyl)))
+  assert finishing.lone_carbons(xs3) == []
   params = phasing.default_params()
   for d_min, elements_known, refused in ((2.0, True, True), (2.5, True, False), (2.0, False, False)):
     f_obs = xs.structure_factors(d_min=d_min, algorithm="fft").f_calc().amplitudes()
