@@ -804,6 +804,20 @@ def suspect_atoms(xray_structure, success_params, elements_known=True):
   return suspect
 
 
+def atoms_to_rebuild(xray_structure, f_obs, params, elements_known=True):
+  """suspect_atoms, and -- with the elements known and data to
+  success.lone_carbon_d_min -- the carbons of lone_carbons' fragments,
+  which the verdict refuses: the rebuild gives them a place the difference
+  map supports before the verdict is asked (the Cu(NCCH3)2(OH)Br complex
+  at 1.03 A whose acetonitrile carbons refined as a pair apart from the
+  molecule)."""
+  suspect = suspect_atoms(xray_structure, params.success, elements_known)
+  limit = params.success.lone_carbon_d_min
+  if elements_known and limit is not None and f_obs.d_min() <= limit + 0.01 and len(suspect):
+    suspect[lone_carbons(xray_structure)] = True
+  return suspect
+
+
 def refill_from_difference_map(xs, keep, avoid, f_obs, n_sites, element, params, retype=None,
                                attempts=1):
   """One round of the rebuild and of the expansion: keep the atoms where
@@ -830,8 +844,8 @@ def refill_from_difference_map(xs, keep, avoid, f_obs, n_sites, element, params,
 
 def rebuild_suspect_atoms(xs, fit, f_obs, n_sites, element, params, retype=None,
                           elements_known=True):
-  """Replace the suspect atoms of a model that otherwise explains the data:
-  drop them, refine, put the strongest peaks of the difference map (model
+  """Replace the suspect atoms (atoms_to_rebuild) of a model that otherwise
+  explains the data: drop them, refine, put the strongest peaks of the difference map (model
   phases) in their place -- not where an atom was dropped in the last
   refinement.rebuild_tabu_rounds rounds -- and refine again.
   Rounds go on while suspects remain, until refinement.rebuild_rounds rounds
@@ -847,7 +861,7 @@ def rebuild_suspect_atoms(xs, fit, f_obs, n_sites, element, params, retype=None,
   dropped_by_round = []
   current = xs
   while since_best < params.refinement.rebuild_rounds and n_rounds < params.refinement.rebuild_max_rounds:
-    suspect = suspect_atoms(current, params.success, elements_known)
+    suspect = atoms_to_rebuild(current, f_obs, params, elements_known)
     if not suspect.any() or suspect.all():
       break
     n_rounds += 1
