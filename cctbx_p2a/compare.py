@@ -394,8 +394,8 @@ def read_finished_rows(rows_file, fingerprint):
   except (ValueError, KeyError, TypeError):
     head = None
   if head != json.loads(json.dumps(fingerprint, default=str)):
-    raise Sorry("%s holds the rows of a run with other settings (suite, seed, tolerance, model or p2a's "
-                "parameters), so they cannot be reused: remove it, or choose another output.prefix=."
+    raise Sorry("%s holds the rows of a run with other settings (suite, seed, tolerance, model, p2a's "
+                "parameters or source code), so they cannot be reused: remove it, or choose another output.prefix=."
                 % rows_file)
   rows = {}
   for line in lines[1:]:

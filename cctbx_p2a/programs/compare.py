@@ -135,10 +135,28 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
     return {"suite": c.suite, "seed": c.seed, "tolerance": c.tolerance, "fix": c.fix, "sweep": c.sweep,
             "model_sha256": model_files.load(c.model).card.get("sha256") if needs_model else None,
             "parameters_sha256": hashlib.sha256(text.encode()).hexdigest(),
-            "cctbx_p2a": getattr(cctbx_p2a, "__version__", None)}
+            "cctbx_p2a": getattr(cctbx_p2a, "__version__", None), "code_sha256": code_sha256()}
 
   def get_results(self):
     return self.report
+
+
+def code_sha256():
+  """sha256 over cctbx_p2a's own source (.py and .phil, in path order): kept
+  rows of another code are never reused."""
+  import hashlib
+  import cctbx_p2a
+  root = os.path.dirname(os.path.realpath(cctbx_p2a.__file__))
+  digest = hashlib.sha256()
+  for folder, dirs, names in sorted(os.walk(root, followlinks=True)):
+    dirs.sort()
+    for name in sorted(names):
+      if name.endswith((".py", ".phil")):
+        path = os.path.join(folder, name)
+        digest.update(os.path.relpath(path, root).encode())
+        with open(path, "rb") as f:
+          digest.update(f.read())
+  return digest.hexdigest()
 
 
 def sweep_title(report):
