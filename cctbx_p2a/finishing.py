@@ -602,6 +602,14 @@ def atomic_number(element):
   return tiny_pse.table(element).atomic_number()
 
 
+def heavy_scattering_fraction(xray_structure, above_z=10):
+  """The share of sum(Z^2) over the non-H atoms carried by atoms heavier than
+  Ne: above one half, R1 hardly sees where the light atoms are."""
+  z2 = np.array([atomic_number(sc.scattering_type) ** 2 for sc in xray_structure.scatterers()
+                 if sc.scattering_type not in ("H", "D")], float)
+  return float(z2[z2 > above_z ** 2].sum() / z2.sum()) if z2.sum() else 0.0
+
+
 def composition_sites(composition):
   """Element -> number of sites in the asymmetric unit, hydrogens left out
   (p2a places non-H atoms).  Fractional counts (an atom on a special

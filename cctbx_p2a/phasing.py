@@ -298,7 +298,7 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
     network_output = (None, None)
 
   t = time.time()
-  best, n_listed, n_finished = None, 5, 0
+  best, n_listed, n_finished, more_starts = None, 5, 0, None
   # the elements rule is measured on crystals only (docs/crystals.md)
   crystal_composition = sites_of if route != "network" else None
   # a start may come finished already (dual-space candidates are finished side by side)
@@ -314,10 +314,20 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
     if rank < n_listed or explained:  # hundreds of dual-space starts would flood the log
       notes.append("start %d (%s %.3f): %s; R1 %.3f%s" % (
         rank + 1, what, score, "; ".join(done.steps), done.r1, ", explains the data" if explained else ""))
-    # the first start the verdict accepts ends the search; else the lowest R1
+    # the first start the verdict accepts ends the search (but see heavy_atom_more_starts); else the
+    # lowest R1
     if best is None or (explained, -done.r1) > (best[2], -best[0].r1):
       best = (done, score, explained, kind, "%s %.3f" % (what, score), rigid)
-    if explained:
+    if explained and more_starts is None:
+      heavy = finishing.heavy_scattering_fraction(done.xray_structure)
+      more_starts = params.solve.heavy_atom_more_starts if route == "network" and heavy > 0.5 else 0
+      if more_starts:
+        notes.append("atoms heavier than Ne carry %.0f %% of the scattering, so R1 hardly sees the light "
+                     "atoms: up to %d more starts are finished and the accepted one of lowest R1 kept "
+                     "(solve.heavy_atom_more_starts)" % (100 * heavy, more_starts))
+    elif more_starts is not None:
+      more_starts -= 1
+    if more_starts is not None and more_starts <= 0:
       break
   if n_finished > n_listed:
     notes.append("%d starts finished in all (the first %d listed above); the kept one: %s: %s; R1 %.3f"
