@@ -350,9 +350,19 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
     timings.get(k, 0.0) for k in ("crystal_network", "placement", "charge_flipping", "dual_space",
                                   "known_molecule"))
 
-  explained, reasons = verdict(xs, r1, cc, f_obs, params, checks_chemistry(params, route, model, xs),
+  bonded = checks_chemistry(params, route, model, xs)
+  explained, reasons = verdict(xs, r1, cc, f_obs, params, bonded,
                                elements_known=bool(sites_of), n_expected=n_from_composition,
                                composition=crystal_composition, rigid=rigid)
+  claim_limit = params.success.bonded_claim_d_min
+  if (explained and bonded and claim_limit is not None and not reaches(f_obs, claim_limit)
+      and not rigid_fit_holds(rigid, params)):
+    # the search above still stops at the first model that explains the data; only the claim waits
+    explained = False
+    reasons.append("the data reach %.2f A only: beyond success.bonded_claim_d_min=%.1f A bonded atoms "
+                   "1.2-1.5 A apart are not resolved and a wrong model refines as well as the right one, "
+                   "so a model that explains the data is not called solved (check it)" % (
+                     f_obs.d_min(), claim_limit))
   if explained and rigid is not None and not finishing.enough_data(f_obs, xs.scatterers().size(), params):
     notes.append("%d unique reflections are fewer than success.min_data_per_parameter=%.1f per free-atom "
                  "parameter; the claim rests on the known molecule's rigid fit (7 parameters): CC %.3f, "

@@ -317,6 +317,33 @@ def test_a_carbon_pair_apart_from_the_molecule_is_rebuilt_where_the_data_put_it(
   assert max(d) < 0.3 and finishing.lone_carbons(result) == [], (d, note)
 
 
+def test_bonded_chemistry_beyond_bonded_claim_d_min_is_never_called_solved():
+  """At 2.4 A a 4-ethylbromobenzene (Br 80 % of the scattering) refines to
+  R1 0.039 with 6 of its 9 atoms right, and every rule passes it: bonded
+  atoms are not resolved there.  success.bonded_claim_d_min (2.2 A) keeps
+  such a model from being called solved, and says why; off, it is claimed."""
+  from cctbx import crystal
+  from cctbx.array_family import flex
+  from cctbx_p2a import finishing
+  cs = crystal.symmetry(unit_cell=(30, 30, 30, 90, 90, 90), space_group_symbol="P 1")
+  ring = [(15 + 1.39 * np.cos(a), 15 + 1.39 * np.sin(a), 15) for a in np.arange(6) * np.pi / 3]
+  ethyl = [(15 - 1.39 - 1.51, 15, 15), (15 - 1.39 - 1.51 - 0.76, 15 + 1.31, 15)]
+  cart = ring + [(15 + 1.39 + 1.90, 15, 15)] + ethyl
+  truth = finishing.structure_of_sites(cs, cs.unit_cell().fractionalize(flex.vec3_double(cart)), u_iso=0.03)
+  truth.scatterers()[6].scattering_type = "Br"
+  f_obs = truth.structure_factors(d_min=2.4, algorithm="fft").f_calc().amplitudes() \
+    .set_observation_type_xray_amplitude()
+  claimed = {}
+  for limit in (2.2, None):
+    params = phasing.default_params()
+    params.solve.composition, params.success.bonded_claim_d_min = "C8Br", limit
+    result = phasing.solve(f_obs, params=params)
+    claimed[limit] = result.solved
+    said = [n for n in result.notes if "success.bonded_claim_d_min" in n]
+    assert bool(said) == (limit is not None), result.notes
+  assert claimed == {2.2: False, None: True}
+
+
 def test_a_carbon_with_no_bonded_neighbour_is_not_solved():
   """Carbon is always bonded.  A C6NBr molecule at 2.0 A came back with 6 of
   8 atoms right and R1 0.059 (the Br's scattering hides two carbons from
