@@ -379,21 +379,34 @@ def _row_key(method, overrides, k):
   return json.dumps([method, overrides, k], sort_keys=True)
 
 
-def read_finished_rows(rows_file, fingerprint):
+def _as_json(value):
+  return json.loads(json.dumps(value, default=str))
+
+
+def _fingerprint_of(rows_file):
+  """The fingerprint on a rows file's first line (None when unreadable)."""
+  with open(rows_file) as f:
+    first = f.readline()
+  try:
+    return json.loads(first)["fingerprint"]
+  except (ValueError, KeyError, TypeError):
+    return None
+
+
+def read_finished_rows(rows_file, fingerprint, overwrite=False):
   """{row key: row} of a rows file written by an earlier run with the same
   fingerprint (its first line); a new file (with that line) when there is
-  none.  Another run's file is refused, never mixed in or overwritten."""
+  none.  Another run's file is refused, never mixed in; with overwrite
+  (output.overwrite=True) it is replaced."""
+  if os.path.exists(rows_file) and overwrite and _fingerprint_of(rows_file) != _as_json(fingerprint):
+    os.remove(rows_file)
   if not os.path.exists(rows_file):
     with open(rows_file, "w") as f:
       f.write(json.dumps({"fingerprint": fingerprint}, sort_keys=True, default=str) + "\n")
     return {}
   with open(rows_file) as f:
     lines = f.read().splitlines()
-  try:
-    head = json.loads(lines[0])["fingerprint"] if lines else None
-  except (ValueError, KeyError, TypeError):
-    head = None
-  if head != json.loads(json.dumps(fingerprint, default=str)):
+  if _fingerprint_of(rows_file) != _as_json(fingerprint):
     raise Sorry("%s holds the rows of a run with other settings (suite, seed, tolerance, model, p2a's "
                 "parameters or source code), so they cannot be reused: remove it, or choose another output.prefix=."
                 % rows_file)
@@ -409,12 +422,13 @@ def read_finished_rows(rows_file, fingerprint):
 
 def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, tolerance=0.5, nproc=0,
                   model_name="default", log=sys.stdout, progress=True, baselines_params=None,
-                  fix=None, solve_params=None, rows_file=None, fingerprint=None):
+                  fix=None, solve_params=None, rows_file=None, fingerprint=None, overwrite=False):
   """Run every method on the same seeded cases (at each sweep point).
   solve_params: p2a's PHIL (see run_method).  rows_file: each row is
   appended there as it finishes, and the rows a run with the same
   fingerprint left there are reused, so that a long suite survives a kill
-  and can be run in pieces (or grown with more cases)."""
+  and can be run in pieces (or grown with more cases); overwrite replaces
+  a rows file of other settings instead of refusing it."""
   import multiprocessing
   import click
   check_methods(methods)
@@ -422,7 +436,7 @@ def run_synthetic(methods, suite="paper", cases=20, seed=7, sweep=None, toleranc
   fixed = parse_fixed(fix)
   if parameter in fixed:
     raise Sorry("%s is both swept and fixed: drop it from fix=." % parameter)
-  finished = read_finished_rows(rows_file, fingerprint) if rows_file else {}
+  finished = read_finished_rows(rows_file, fingerprint, overwrite) if rows_file else {}
   tasks, rows = [], []
   for value in values:
     overrides = dict(fixed, **({parameter: value} if parameter else {}))

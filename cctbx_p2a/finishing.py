@@ -813,15 +813,17 @@ def suspect_atoms(xray_structure, success_params, elements_known=True):
 
 
 def atoms_to_rebuild(xray_structure, f_obs, params, elements_known=True):
-  """suspect_atoms, and -- with the elements known and data to
-  success.lone_carbon_d_min -- the carbons of lone_carbons' fragments,
+  """suspect_atoms, and -- for bonded chemistry (claims_bonds), with the
+  elements known and data to success.lone_carbon_d_min -- the carbons of
+  lone_carbons' fragments,
   which the verdict refuses: the rebuild gives them a place the difference
   map supports before the verdict is asked (the Cu(NCCH3)2(OH)Br complex
   at 1.03 A whose acetonitrile carbons refined as a pair apart from the
   molecule)."""
   suspect = suspect_atoms(xray_structure, params.success, elements_known)
   limit = params.success.lone_carbon_d_min
-  if elements_known and limit is not None and f_obs.d_min() <= limit + 0.01 and len(suspect):
+  if (elements_known and limit is not None and f_obs.d_min() <= limit + 0.01 and len(suspect)
+      and claims_bonds(xray_structure)):   # the paper's points (3 A apart) are all "lone carbons"
     suspect[lone_carbons(xray_structure)] = True
   return suspect
 

@@ -179,7 +179,8 @@ def test_summary_says_where_heavy_atoms_land_in_solved_cases():
 def test_kept_rows_survive_a_kill_and_are_reused_only_under_the_same_settings(tmp_cwd):
   """Each finished case goes to p2a_compare.rows.jsonl as it finishes; a rerun
   reuses them (here: one row cut short by a kill runs again) and runs only
-  the rest; a rows file of another seed is refused, not mixed in."""
+  the rest; a rows file of another seed is refused, not mixed in, and
+  replaced only with output.overwrite=True."""
   run(["methods=network", "cases=2", "nproc=1", "seed=3"])
   first = json.load(open("p2a_compare.json"))["network"]
   lines = open("p2a_compare.rows.jsonl").read().splitlines()
@@ -192,5 +193,8 @@ def test_kept_rows_survive_a_kill_and_are_reused_only_under_the_same_settings(tm
   rows = [json.loads(x) for x in open("p2a_compare.rows.jsonl").read().splitlines()[1:] if x.endswith("}")]
   assert sorted(r["case"] for r in rows) == [0, 1, 2] and grown["cases"] == 3
   assert grown["mean_error_A"] != first["mean_error_A"]
+  os.remove("p2a_compare.json")
   with pytest.raises(Sorry, match="other settings"):
-    run(["methods=network", "cases=3", "nproc=1", "seed=4", "output.overwrite=True"])
+    run(["methods=network", "cases=3", "nproc=1", "seed=4"])
+  run(["methods=network", "cases=1", "nproc=1", "seed=4", "output.overwrite=True"])   # replaced
+  assert len(open("p2a_compare.rows.jsonl").read().splitlines()) == 2

@@ -111,7 +111,8 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
                                      model_name=c.model, log=self.logger,
                                      baselines_params=p.baselines, fix=c.fix, solve_params=solve_params,
                                      rows_file=prefix + ".rows.jsonl" if c.keep_rows else None,
-                                     fingerprint=self.rows_fingerprint() if c.keep_rows else None)
+                                     fingerprint=self.rows_fingerprint() if c.keep_rows else None,
+                                     overwrite=p.output.overwrite)
     print("\n" + compare.format_table(report["summaries"], report["parameter"]), file=self.logger)
     self.report = compare.as_json(report)
     with open(prefix + ".json", "w") as f:
