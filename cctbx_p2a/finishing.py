@@ -145,7 +145,8 @@ def lone_carbons(xray_structure, above=0.20, max_fragment=2):
   n = xray_structure.scatterers().size()
   if n < 2:
     return []
-  types, radii, _ = covalent_neighbours(xray_structure, above)
+  types = xray_structure.scatterers().extract_scattering_types()
+  radii = [covalent_radius(t) for t in types]
   cutoff = 2 * max(radii) + above
   pairs = crystal.pair_asu_table(xray_structure.asu_mappings(buffer_thickness=cutoff))
   pairs.add_all_pairs(distance_cutoff=cutoff)
@@ -815,11 +816,10 @@ def suspect_atoms(xray_structure, success_params, elements_known=True):
 def atoms_to_rebuild(xray_structure, f_obs, params, elements_known=True):
   """suspect_atoms, and -- for bonded chemistry (claims_bonds), with the
   elements known and data to success.lone_carbon_d_min -- the carbons of
-  lone_carbons' fragments,
-  which the verdict refuses: the rebuild gives them a place the difference
-  map supports before the verdict is asked (the Cu(NCCH3)2(OH)Br complex
-  at 1.03 A whose acetonitrile carbons refined as a pair apart from the
-  molecule)."""
+  lone_carbons' fragments, which the verdict refuses: the rebuild gives
+  them a place the difference map supports before the verdict is asked
+  (the Cu(NCCH3)2(OH)Br complex at 1.03 A whose acetonitrile carbons
+  refined as a pair apart from the molecule)."""
   suspect = suspect_atoms(xray_structure, params.success, elements_known)
   limit = params.success.lone_carbon_d_min
   if (elements_known and limit is not None and f_obs.d_min() <= limit + 0.01 and len(suspect)
