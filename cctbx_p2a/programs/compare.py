@@ -134,7 +134,8 @@ Writes {prefix}.json and {prefix}.png (with a sweep); prefix default p2a_compare
     scopes = self.master_phil.format(python_object=self.params)
     text = "\n".join(o.as_str() for o in scopes.objects if o.name not in ("compare", "output", "input"))
     return {"suite": c.suite, "seed": c.seed, "tolerance": c.tolerance, "fix": c.fix, "sweep": c.sweep,
-            "model_sha256": model_files.load(c.model).card.get("sha256") if needs_model else None,
+            "model_sha256": model_files.read_card(model_files.resolve_model_path(c.model)).get("sha256")
+            if needs_model else None,
             "parameters_sha256": hashlib.sha256(text.encode()).hexdigest(),
             "cctbx_p2a": getattr(cctbx_p2a, "__version__", None), "code_sha256": code_sha256()}
 
