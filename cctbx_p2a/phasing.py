@@ -78,7 +78,8 @@ def atom_count(n_from_composition, model, pairs, centre, mass=None):
 def domain_problems(f_obs, model, n_atoms=None):
   """Ways in which the data lie outside what the model was trained on, as
   (kind, text): kind "crystal" when the data are of a packed crystal (a space
-  group, or a cell too small for one isolated molecule), else "data"."""
+  group, or a cell too small for one isolated molecule), "count" for an atom
+  count outside the model's range (solve.atom_count_domain), else "data"."""
   d = model.domain
   problems = []
   sg = f_obs.space_group_info()
@@ -111,7 +112,7 @@ def domain_problems(f_obs, model, n_atoms=None):
   if n_atoms is not None:
     a_lo, a_hi = d.get("n_atoms", [0, 10 ** 6])
     if not a_lo <= n_atoms <= a_hi:
-      problems.append(("data", "%d atoms is outside the model's range (%d-%d)" % (n_atoms, a_lo, a_hi)))
+      problems.append(("count", "%d atoms is outside the model's range (%d-%d)" % (n_atoms, a_lo, a_hi)))
   return problems
 
 
@@ -261,6 +262,10 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
   sites_of = finishing.composition_sites(composition)
   n_from_composition = sum(sites_of.values()) if sites_of else None
   route, why, problems = choose_start(f_obs, model, n_from_composition, params)
+  count_warns = params.solve.atom_count_domain == "warn"
+  if route == "network" and count_warns:
+    data_warnings.extend(count_outside_domain(text) for kind, text in problems if kind == "count")
+    problems = [(kind, text) for kind, text in problems if kind != "count"]
   if problems and route == "network":
     text = "; ".join(text for _, text in problems)
     if not params.solve.force:
@@ -342,8 +347,12 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
     n_source = done.n_sites_source.replace("estimated", "estimated from the %s" % (
       "atom map" if route == "network" else "cell volume"))
     if route == "network" and not a_lo <= xs.scatterers().size() <= a_hi:
-      warnings.append("the estimated atom count %d is outside the model's range (%d-%d)"
-                      % (xs.scatterers().size(), a_lo, a_hi))
+      text = "the estimated atom count %d is outside the model's range (%d-%d)" % (
+        xs.scatterers().size(), a_lo, a_hi)
+      if count_warns:
+        data_warnings.append(count_outside_domain(text))
+      else:
+        warnings.append(text)
   # crystal starts are made inside the loop: their own time (the dual-space
   # trials' including the candidates finished side by side) is not refinement's
   timings["refinement"] = time.time() - t - sum(
@@ -495,6 +504,14 @@ def rigid_fit(start, finished):
   xs, cc = start
   kept = baselines.score_against_reference(xs, finished, tolerance=0.5)["n_matched"]
   return cc, kept / max(1, xs.scatterers().size())
+
+
+def count_outside_domain(text):
+  """The warning for an atom count outside the model's range under
+  solve.atom_count_domain=warn: said plainly, and not held against a model
+  the verdict accepts."""
+  return ("%s: the network's map is less sure there; the finished model is judged by the verdict "
+          "on the data alone (solve.atom_count_domain=refuse refuses such data)" % text)
 
 
 def choose_start(f_obs, model, n_atoms, params):

@@ -155,12 +155,21 @@ def test_atom_count_comes_from_composition_model_or_map():
   assert n == 8 and "estimated" in source
 
 
-def test_composition_outside_the_domain_is_refused(cases):
+def test_atom_count_outside_the_domain_is_said_and_judged_by_the_verdict(tmp_cwd):
+  """A molecule of 12 points for the paper's model, which knows 10 only: by
+  default it runs, the log says the count is outside the model's range, and
+  the right result is called solved on the verdict alone; with
+  atom_count_domain=refuse it is refused as before."""
+  run(simulate, ["seed=21", "n_atoms=12", "output.prefix=twelve"])
+  f_obs = reflections.read("twelve.mtz").f_obs
   with pytest.raises(Sorry, match="atoms is outside"):
-    cctbx_p2a.solve(reflections.read(str(cases / "amp.mtz")).f_obs, **{"solve.composition": "C30"})
-  with pytest.raises(Sorry, match="atoms is outside"):  # the paper's model knows 10 atoms only
-    cctbx_p2a.solve(reflections.read(str(cases / "amp.mtz")).f_obs,
-                    **{"solve.composition": "C14", "solve.model": "paper"})
+    cctbx_p2a.solve(f_obs, **{"solve.composition": "C12", "solve.model": "paper",
+                              "solve.atom_count_domain": "refuse"})
+  run(solve, ["twelve.mtz", "model=paper", "composition=C12", "output.prefix=warned"])
+  summary = json.load(open("warned.json"))
+  assert any("12 atoms is outside the model's range (10-10)" in w for w in summary["warnings"]), summary
+  assert not any("OUTSIDE THE MODEL'S DOMAIN" in w for w in summary["warnings"])
+  assert_solved("warned", "twelve.pdb")
 
 
 # Beyond the paper's case: an oblique cell, mixed elements with a sulphur,
