@@ -383,12 +383,10 @@ def _as_json(value):
   return json.loads(json.dumps(value, default=str))
 
 
-def _fingerprint_of(rows_file):
+def _fingerprint_of(line):
   """The fingerprint on a rows file's first line (None when unreadable)."""
-  with open(rows_file) as f:
-    first = f.readline()
   try:
-    return json.loads(first)["fingerprint"]
+    return json.loads(line)["fingerprint"]
   except (ValueError, KeyError, TypeError):
     return None
 
@@ -398,18 +396,20 @@ def read_finished_rows(rows_file, fingerprint, overwrite=False):
   fingerprint (its first line); a new file (with that line) when there is
   none.  Another run's file is refused, never mixed in; with overwrite
   (output.overwrite=True) it is replaced."""
-  if os.path.exists(rows_file) and overwrite and _fingerprint_of(rows_file) != _as_json(fingerprint):
-    os.remove(rows_file)
-  if not os.path.exists(rows_file):
+  lines = []
+  if os.path.exists(rows_file):
+    with open(rows_file) as f:
+      lines = f.read().splitlines()
+    if _fingerprint_of(lines[0] if lines else "") != _as_json(fingerprint):
+      if not overwrite:
+        raise Sorry("%s holds the rows of a run with other settings (suite, seed, tolerance, model, "
+                    "p2a's parameters or source code), so they cannot be reused: remove it, or choose "
+                    "another output.prefix=." % rows_file)
+      lines = []
+  if not lines:
     with open(rows_file, "w") as f:
       f.write(json.dumps({"fingerprint": fingerprint}, sort_keys=True, default=str) + "\n")
     return {}
-  with open(rows_file) as f:
-    lines = f.read().splitlines()
-  if _fingerprint_of(rows_file) != _as_json(fingerprint):
-    raise Sorry("%s holds the rows of a run with other settings (suite, seed, tolerance, model, p2a's "
-                "parameters or source code), so they cannot be reused: remove it, or choose another output.prefix=."
-                % rows_file)
   rows = {}
   for line in lines[1:]:
     try:

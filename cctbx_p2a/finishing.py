@@ -56,6 +56,12 @@ def explains_data(r1, cc, params):
   return r1 <= params.success.r1_max and cc >= params.success.cc_min
 
 
+def reaches(f_obs, d_min_limit):
+  """Whether the data reach d_min_limit (A; None: a rule that is off).  Data
+  cut at 2.0 A have d_min 2.0001: a 0.01 A margin keeps them in."""
+  return d_min_limit is not None and f_obs.d_min() <= d_min_limit + 0.01
+
+
 def enough_data(f_obs, n_atoms, params):
   """Whether there are success.min_data_per_parameter unique reflections per
   refined parameter (x, y, z, U_iso per atom): below it R1 cannot tell a
@@ -63,25 +69,35 @@ def enough_data(f_obs, n_atoms, params):
   return f_obs.size() >= params.success.min_data_per_parameter * 4 * n_atoms
 
 
+def symmetry_pairs(xray_structure, cutoff):
+  """Every pair of atoms within cutoff (A), symmetry copies and lattice
+  translations included, as (i, j, op, distance): atom i and op applied to
+  atom j, each pair once (cctbx's pair_sym_table, i <= j).  The one walk
+  that the chemistry checks (nearest_neighbours, lone_carbons,
+  impossible_contacts) and packing's contact count share."""
+  from cctbx import crystal
+  if xray_structure.scatterers().size() == 0:
+    return []
+  pairs = crystal.pair_asu_table(xray_structure.asu_mappings(buffer_thickness=cutoff))
+  pairs.add_all_pairs(distance_cutoff=cutoff)
+  uc, frac = xray_structure.unit_cell(), xray_structure.sites_frac()
+  return [(i, j, op, uc.distance(frac[i], op * frac[j]))
+          for i, row in enumerate(pairs.extract_pair_sym_table())
+          for j, ops in row.items() for op in ops]
+
+
 def nearest_neighbours(xray_structure, cutoff=3.5):
   """For each atom, (distance to its nearest neighbour, that neighbour's
   index), symmetry copies included; (inf, None) when none is within cutoff."""
-  from cctbx import crystal
   n = xray_structure.scatterers().size()
   nearest = [(np.inf, None)] * n
   if n < 2 and xray_structure.space_group().order_z() == 1:
     return nearest
-  pairs = crystal.pair_asu_table(xray_structure.asu_mappings(buffer_thickness=cutoff))
-  pairs.add_all_pairs(distance_cutoff=cutoff)
-  uc, frac = xray_structure.unit_cell(), xray_structure.sites_frac()
-  for i, row in enumerate(pairs.extract_pair_sym_table()):
-    for j, ops in row.items():
-      for op in ops:
-        d = uc.distance(frac[i], op * frac[j])
-        if d < nearest[i][0]:
-          nearest[i] = (d, j)
-        if d < nearest[j][0]:
-          nearest[j] = (d, i)
+  for i, j, _, d in symmetry_pairs(xray_structure, cutoff):
+    if d < nearest[i][0]:
+      nearest[i] = (d, j)
+    if d < nearest[j][0]:
+      nearest[j] = (d, i)
   return nearest
 
 
@@ -141,16 +157,11 @@ def lone_carbons(xray_structure, above=0.20, max_fragment=2):
   9 atoms right, R1 0.049, one acetonitrile's two carbons refined as a C-C
   pair 2.8 A from everything else; ethane, ethylene and acetylene, the only
   molecules of two carbons, are gases."""
-  from cctbx import crystal
   n = xray_structure.scatterers().size()
   if n < 2:
     return []
   types = xray_structure.scatterers().extract_scattering_types()
   radii = [covalent_radius(t) for t in types]
-  cutoff = 2 * max(radii) + above
-  pairs = crystal.pair_asu_table(xray_structure.asu_mappings(buffer_thickness=cutoff))
-  pairs.add_all_pairs(distance_cutoff=cutoff)
-  uc, frac = xray_structure.unit_cell(), xray_structure.sites_frac()
   root = list(range(n))
 
   def find(i):
@@ -158,10 +169,9 @@ def lone_carbons(xray_structure, above=0.20, max_fragment=2):
       root[i] = root[root[i]]
       i = root[i]
     return i
-  for i, row in enumerate(pairs.extract_pair_sym_table()):
-    for j, ops in row.items():
-      if any(uc.distance(frac[i], op * frac[j]) <= radii[i] + radii[j] + above for op in ops):
-        root[find(i)] = find(j)
+  for i, j, _, d in symmetry_pairs(xray_structure, 2 * max(radii) + above):
+    if d <= radii[i] + radii[j] + above:
+      root[find(i)] = find(j)
   fragments = {}
   for i in range(n):
     fragments.setdefault(find(i), []).append(i)
@@ -187,7 +197,6 @@ def impossible_contacts(xray_structure, below=0.40, above=0.20, gap=0.45):
   that dominates |F| often makes one while R1 stays low (measured:
   4-bromobutyronitrile in Pna2_1, two atoms wrong at R1 0.049, C...C 1.78
   A).  Returns [(i, j, distance, sum of radii)], symmetry copies included."""
-  from cctbx import crystal
   n = xray_structure.scatterers().size()
   types = list(xray_structure.scatterers().extract_scattering_types())
   main = [t in COVALENT_MAIN_GROUP for t in types]
@@ -195,19 +204,11 @@ def impossible_contacts(xray_structure, below=0.40, above=0.20, gap=0.45):
     return []
   radii = [covalent_radius(t) for t in types]
   cutoff = 2 * max(r for r, m in zip(radii, main) if m) + gap
-  pairs = crystal.pair_asu_table(xray_structure.asu_mappings(buffer_thickness=cutoff))
-  pairs.add_all_pairs(distance_cutoff=cutoff)
-  uc, frac = xray_structure.unit_cell(), xray_structure.sites_frac()
   found = []
-  for i, row in enumerate(pairs.extract_pair_sym_table()):
-    for j, ops in row.items():
-      if not (main[i] and main[j]):
-        continue
-      ideal = radii[i] + radii[j]
-      for op in ops:
-        d = uc.distance(frac[i], op * frac[j])
-        if d < ideal - below or ideal + above < d < ideal + gap:
-          found.append((i, j, d, ideal))
+  for i, j, _, d in symmetry_pairs(xray_structure, cutoff):
+    ideal = radii[i] + radii[j]
+    if main[i] and main[j] and (d < ideal - below or ideal + above < d < ideal + gap):
+      found.append((i, j, d, ideal))
   return found
 
 
@@ -821,8 +822,7 @@ def atoms_to_rebuild(xray_structure, f_obs, params, elements_known=True):
   (the Cu(NCCH3)2(OH)Br complex at 1.03 A whose acetonitrile carbons
   refined as a pair apart from the molecule)."""
   suspect = suspect_atoms(xray_structure, params.success, elements_known)
-  limit = params.success.lone_carbon_d_min
-  if (elements_known and limit is not None and f_obs.d_min() <= limit + 0.01 and len(suspect)
+  if (elements_known and reaches(f_obs, params.success.lone_carbon_d_min) and len(suspect)
       and claims_bonds(xray_structure)):   # the paper's points (3 A apart) are all "lone carbons"
     suspect[lone_carbons(xray_structure)] = True
   return suspect

@@ -113,21 +113,15 @@ def intermolecular_contacts(xray_structure, is_hydrogen, cutoff=4.0):
   molecule, so a pair is intermolecular exactly when a symmetry operation
   other than the identity (lattice translations included) relates it.
   Distances beyond cutoff are reported as cutoff."""
-  from cctbx import crystal
-  pairs = crystal.pair_asu_table(xray_structure.asu_mappings(buffer_thickness=cutoff))
-  pairs.add_all_pairs(distance_cutoff=cutoff)
-  uc, frac = xray_structure.unit_cell(), xray_structure.sites_frac()
+  from cctbx_p2a.finishing import symmetry_pairs
   heavy, with_h = cutoff, cutoff
-  for i, row in enumerate(pairs.extract_pair_sym_table()):
-    for j, ops in row.items():
-      for op in ops:
-        if op.is_unit_mx():
-          continue
-        d = uc.distance(frac[i], op * frac[j])
-        if is_hydrogen[i] or is_hydrogen[j]:
-          with_h = min(with_h, d)
-        else:
-          heavy = min(heavy, d)
+  for i, j, op, d in symmetry_pairs(xray_structure, cutoff):
+    if op.is_unit_mx():
+      continue
+    if is_hydrogen[i] or is_hydrogen[j]:
+      with_h = min(with_h, d)
+    else:
+      heavy = min(heavy, d)
   return heavy, with_h
 
 

@@ -364,7 +364,7 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
                                elements_known=bool(sites_of), n_expected=n_from_composition,
                                composition=crystal_composition, rigid=rigid)
   claim_limit = params.success.bonded_claim_d_min
-  if (explained and bonded and claim_limit is not None and not reaches(f_obs, claim_limit)
+  if (explained and bonded and claim_limit is not None and not finishing.reaches(f_obs, claim_limit)
       and not rigid_fit_holds(rigid, params)):
     # the search above still stops at the first model that explains the data; only the claim waits
     explained = False
@@ -418,12 +418,6 @@ def checks_chemistry(params, route, model, xs):
   return chemistry == "True"  # a PHIL choice extracts as text: "False" must not count as true
 
 
-def reaches(f_obs, d_min_limit):
-  """Whether the data reach d_min_limit (A; None: a rule that is off).  Data
-  cut at 2.0 A have d_min 2.0001: a 0.01 A margin keeps them in."""
-  return d_min_limit is not None and f_obs.d_min() <= d_min_limit + 0.01
-
-
 def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_expected=None,
             composition=None, rigid=None):
   """Whether a structure explains the data, and if not, why: R1 and CC;
@@ -456,7 +450,7 @@ def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_ex
                      ", or above %.1fx the median %.3f, success.u_iso_outlier_ratio" % (
                        sp.u_iso_outlier_ratio, float(np.median(u))) if elements_known else ""))
   wrong_elements = finishing.elements_differ(xs, composition)
-  if wrong_elements and reaches(f_obs, sp.composition_elements_d_min):
+  if wrong_elements and finishing.reaches(f_obs, sp.composition_elements_d_min):
     reasons.append("the model holds %s where the composition says %s: its elements could not be "
                    "placed by density without raising R1 (success.composition_elements_d_min=%.1f A)"
                    % (wrong_elements[0], wrong_elements[1], sp.composition_elements_d_min))
@@ -474,7 +468,7 @@ def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_ex
       reasons.append("only %.0f %% of the atoms lie at a bond length from a neighbour "
                      "(success.min_bonded_fraction=%.2f)" % (100 * fraction, sp.min_bonded_fraction))
     lone = finishing.lone_carbons(xs)
-    if lone and elements_known and reaches(f_obs, sp.lone_carbon_d_min):
+    if lone and elements_known and finishing.reaches(f_obs, sp.lone_carbon_d_min):
       reasons.append("%s: carbon with no atom at a bond length, or a C-C pair bonded to nothing else, "
                      "which no molecule has (success.lone_carbon_d_min=%.1f A)" % (
                        ", ".join(xs.scatterers()[i].label for i in lone[:4]), sp.lone_carbon_d_min))
