@@ -148,15 +148,21 @@ def bonded_fraction(xray_structure, below=0.35, above=0.20):
 
 
 def lone_carbons(xray_structure, above=0.20, max_fragment=2):
-  """Indices of the carbon atoms of fragments that hold carbon only and at
-  most max_fragment atoms, bonds judged by covalent radii (sum + above A,
-  symmetry copies included).  Carbon is always bonded to the rest of its
-  molecule: a carbon with no neighbour at a bond length, or a C-C pair with
+  """Indices of the carbon atoms of fragments of at most max_fragment atoms
+  that hold carbon and nothing else but at most one halogen, bonds judged
+  by covalent radii (sum + above A, symmetry copies included).  Carbon is
+  always bonded to the rest of its molecule: a carbon with no neighbour at a
+  bond length, a C-C pair with none, or a C-X pair (X = F, Cl, Br, I) with
   none, is one the data did not place (too-short contacts are
   impossible_contacts').  Found: a Cu(NCCH3)2(OH)Br complex at 1.03 A, 7 of
   9 atoms right, R1 0.049, one acetonitrile's two carbons refined as a C-C
   pair 2.8 A from everything else; ethane, ethylene and acetylene, the only
-  molecules of two carbons, are gases."""
+  molecules of two carbons, are gases.  And (suite=molecules, C5Cl and C6Cl
+  rings at 1.12 and 1.30 A, R1 0.103-0.106, claimed with 5 of 6 and 6 of 7
+  atoms right): the ring carbon bonded to Cl refined on the far side of the
+  Cl, a C-Cl pair bonded to nothing else; CH3X is a gas (CH3I boils at 42
+  C), while CH2Cl2 and CHCl3, common solvents in crystals, hold 2-3 halogens
+  and are left alone."""
   n = xray_structure.scatterers().size()
   if n < 2:
     return []
@@ -175,9 +181,12 @@ def lone_carbons(xray_structure, above=0.20, max_fragment=2):
   fragments = {}
   for i in range(n):
     fragments.setdefault(find(i), []).append(i)
+  halogens = ("F", "Cl", "Br", "I")
   return sorted(i for members in fragments.values()
-                if len(members) <= max_fragment and all(types[k] == "C" for k in members)
-                for i in members)
+                if len(members) <= max_fragment and any(types[k] == "C" for k in members)
+                and all(types[k] in ("C",) + halogens for k in members)
+                and sum(types[k] in halogens for k in members) <= 1
+                for i in members if types[i] == "C")
 
 
 # Elements whose contacts follow covalent radii closely: not metals

@@ -469,7 +469,7 @@ def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_ex
                      "(success.min_bonded_fraction=%.2f)" % (100 * fraction, sp.min_bonded_fraction))
     lone = finishing.lone_carbons(xs)
     if lone and elements_known and finishing.reaches(f_obs, sp.lone_carbon_d_min):
-      reasons.append("%s: carbon with no atom at a bond length, or a C-C pair bonded to nothing else, "
+      reasons.append("%s: carbon with no atom at a bond length, or a C-C or C-halogen pair bonded to nothing else, "
                      "which no molecule has (success.lone_carbon_d_min=%.1f A)" % (
                        ", ".join(xs.scatterers()[i].label for i in lone[:4]), sp.lone_carbon_d_min))
     impossible = finishing.impossible_contacts(xs, **finishing.contact_tolerances(f_obs.d_min()))

@@ -378,6 +378,21 @@ def test_a_carbon_with_no_bonded_neighbour_is_not_solved():
   assert finishing.lone_carbons(xs2) == [7, 8]
   xs2.scatterers()[8].scattering_type = "N"
   assert finishing.lone_carbons(xs2) == []
+  # a chlorobenzene whose ipso carbon refined on the far side of the Cl (found at 1.12 and 1.30 A,
+  # claimed at R1 0.10): a C-Cl pair bonded to nothing else; with a second Cl it is CH2Cl2, a solvent
+  cl_out = ring[1:] + [(15 + 1.39 + 1.75, 15, 15), (15 + 1.39 + 1.75 + 1.78, 15, 15)]
+  xs4 = finishing.structure_of_sites(cs, cs.unit_cell().fractionalize(flex.vec3_double(cl_out)))
+  xs4.scatterers()[5].scattering_type = "Cl"
+  assert finishing.lone_carbons(xs4) == [6]
+  cl_in = ring + [(15 + 1.39 + 1.75, 15, 15)]
+  xs5 = finishing.structure_of_sites(cs, cs.unit_cell().fractionalize(flex.vec3_double(cl_in)))
+  xs5.scatterers()[6].scattering_type = "Cl"
+  assert finishing.lone_carbons(xs5) == []
+  solvent = cl_out + [(15 + 1.39 + 1.75 + 1.78 + 0.6, 15 + 1.67, 15)]
+  xs6 = finishing.structure_of_sites(cs, cs.unit_cell().fractionalize(flex.vec3_double(solvent)))
+  xs6.scatterers()[5].scattering_type = "Cl"
+  xs6.scatterers()[7].scattering_type = "Cl"
+  assert finishing.lone_carbons(xs6) == []
   ethyl = ring + [(15 + 1.39 + 1.51, 15, 15), (15 + 1.39 + 1.51 + 0.76, 15 + 1.31, 15)]
   xs3 = finishing.structure_of_sites(cs, cs.unit_cell().fractionalize(flex.vec3_double(ethyl)))
   assert finishing.lone_carbons(xs3) == []
