@@ -94,12 +94,14 @@ def test_not_solved_exits_2_with_its_files_forced_or_not(tmp_path, monkeypatch, 
   assert json.load(open("shuffled_p2a.json"))["solved"] is False
   assert all(os.path.exists("shuffled_p2a" + s) for s in (".pdb", ".cif", ".res", ".mtz", ".png"))
 
-  # more atoms than the model was trained on: refused, and when forced, flagged and never SOLVED
-  assert solve.main([EXAMPLE, "composition=C30"]) == common.EXIT_REFUSED
+  # more atoms than the model was trained on: refused with atom_count_domain=refuse; by default
+  # run and warned of, and a wrong count (30 for 10 atoms) does not explain the data: NOT SOLVED
+  assert solve.main([EXAMPLE, "composition=C30", "atom_count_domain=refuse"]) == common.EXIT_REFUSED
   assert not os.path.exists("paper_case_p2a.json")
-  assert solve.main([EXAMPLE, "composition=C30", "solve.force=True"]) == common.EXIT_NOT_SOLVED
+  assert solve.main([EXAMPLE, "composition=C30"]) == common.EXIT_NOT_SOLVED
   summary = json.load(open("paper_case_p2a.json"))
-  assert summary["solved"] is False and summary["warnings"]
+  assert summary["solved"] is False
+  assert any("30 atoms is outside the model's range" in w for w in summary["warnings"])
 
 
 def test_other_programs_exit_0_or_1(tmp_path, monkeypatch, capsys):
