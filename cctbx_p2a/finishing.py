@@ -183,8 +183,7 @@ def lone_carbons(xray_structure, above=0.20, max_fragment=2):
     fragments.setdefault(find(i), []).append(i)
   halogens = ("F", "Cl", "Br", "I")
   return sorted(i for members in fragments.values()
-                if len(members) <= max_fragment and any(types[k] == "C" for k in members)
-                and all(types[k] in ("C",) + halogens for k in members)
+                if len(members) <= max_fragment and all(types[k] in ("C",) + halogens for k in members)
                 and sum(types[k] in halogens for k in members) <= 1
                 for i in members if types[i] == "C")
 
