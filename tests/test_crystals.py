@@ -493,3 +493,49 @@ def test_crystal_network_domain_is_the_space_group_type_and_resolution():
   assert "crystal network oracle skipped" in notes[0]
   params.solve.crystal_model = "none"
   assert phasing.crystal_model_for(f_obs, params, []) is None
+
+
+def test_peaks_added_below_atomic_resolution_extend_the_molecule():
+  """BondedPlaces judges a difference-map peak by its contacts with the
+  model: thpp's own atom sites are bonded and allowed; a site 2.07 A from a
+  carbon is a contact the verdict refuses at 2.0 A; the emptiest spot of the
+  crystal is allowed but bonded to nothing.  complete() with bonded_places
+  takes a weaker peak at a bond length before a stronger one bonded to
+  nothing (a sulphur planted in that spot); without it, the stronger."""
+  observed, reference = measured.load(measured.thpp_set())
+  xs = reference.deep_copy_scatterers()
+  uc = xs.unit_cell()
+  n = xs.scatterers().size()
+  cart = np.array([uc.orthogonalize(sc.site) for sc in xs.scatterers()])
+  # a carbon bonded to an atom of the asymmetric unit as given
+  i, j = next((k, nn[1]) for k, nn in enumerate(finishing.nearest_neighbours(xs))
+              if xs.scatterers()[k].scattering_type == "C" and nn[0] < 1.6
+              and np.linalg.norm(cart[nn[1]] - cart[k]) < 1.6)
+  rest = xs.select(flex.size_t([k for k in range(n) if k != i]))
+  at_2 = finishing.contact_tolerances(2.0)
+  places = finishing.BondedPlaces(rest, "C", at_2["above"], at_2["gap"])
+  assert places.judge(xs.scatterers()[i].site) == (True, True)
+  away = cart[j] - cart.mean(axis=0)
+  contact = uc.fractionalize(tuple(cart[j] + 2.07 * away / np.linalg.norm(away)))
+  others = rest.select(flex.size_t([k for k in range(n - 1) if rest.scatterers()[k].label != xs.scatterers()[j].label]))
+  if finishing.distances_to_structure(others, [contact], 3.0)[0] > 2.2:
+    assert places.judge(contact) == (True, False)
+  grid = [(a / 12.0, b / 12.0, c / 12.0) for a in range(12) for b in range(12) for c in range(12)]
+  room = finishing.distances_to_structure(xs, grid, 5.0)
+  void = grid[int(np.argmax(room))]
+  assert room.max() > 1.52 + at_2["gap"] + 0.1   # C...C beyond the refused window
+  assert places.judge(void) == (False, True)
+  # data of the molecule plus a sulphur in the void; the model lacks atom i and the S
+  truth = xs.deep_copy_scatterers()
+  truth.add_scatterer(xray.scatterer(label="S99", site=void, u=0.03, scattering_type="S"))
+  f_obs = observed.f_obs.resolution_filter(d_min=2.0)
+  f_obs = f_obs.structure_factors_from_scatterers(truth, algorithm="direct").f_calc().amplitudes()
+  found = {}
+  for rule in (None, (at_2["above"], at_2["gap"])):
+    model, added = finishing.complete(rest.deep_copy_scatterers(), f_obs, n, difference=True,
+                                      min_distance=1.0, bonded_places=rule)
+    assert added == 1
+    found[rule] = model.scatterers()[n - 1].site
+  near = lambda one, site: finishing.distances_to_structure(one, [site], 9.0)[0]
+  assert near(truth.select(flex.size_t([n])), found[None]) < 0.5           # the strongest: the sulphur
+  assert near(xs.select(flex.size_t([i])), found[(at_2["above"], at_2["gap"])]) < 0.6  # the carbon
