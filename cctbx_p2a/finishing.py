@@ -350,67 +350,14 @@ def rebuild_min_distance(d_min):
   return min(1.2, max(SHORTEST_BOND, float(d_min)))
 
 
-class BondedPlaces:
-  """Where a missing atom of a molecule can go, judged by its contacts with
-  the atoms already there (symmetry copies included): at a bond length from
-  at least one (a molecule is connected), and at no distance that is too long
-  for a bond and too short for anything else (C...C about 1.9-2.2 A; the 1,3
-  distance across an angle is 2.4-2.5 A).
-
-  Why: below atomic resolution the difference map's strongest peaks are
-  often ripples of a misplaced atom, and the finishing then ends one to four
-  atoms short of a solution with contacts no molecule has (issue 11's
-  molecules at 2.0-2.5 A: 17 of 20 failures there held such atoms).
-  bond_slack: a contact up to the sum of covalent radii + this is a bond;
-  gap: contacts between that and the sum + gap are refused.  Contacts with
-  metals (not in COVALENT_MAIN_GROUP) never refuse a place."""
-
-  def __init__(self, xray_structure, element, bond_slack=0.35, gap=0.75):
-    self.unit_cell = xray_structure.unit_cell()
-    self.orth = np.array(self.unit_cell.orthogonalization_matrix()).reshape(3, 3)
-    self.ops = [(np.array(op.r().as_double()).reshape(3, 3), np.array(op.t().as_double()))
-                for op in xray_structure.space_group().all_ops()]
-    self.radius = covalent_radius(element)
-    self.main = element in COVALENT_MAIN_GROUP
-    self.bond_slack, self.gap = bond_slack, gap
-    self.copies = np.zeros((0, 3))
-    self.radii = np.zeros(0)
-    self.main_group = np.zeros(0, bool)
-    for sc in xray_structure.scatterers():
-      self.add(sc.site, sc.scattering_type)
-
-  def add(self, site_frac, scattering_type):
-    site = np.asarray(site_frac, float)
-    copies = np.array([r @ site + t for r, t in self.ops])
-    self.copies = np.vstack([self.copies, copies])
-    self.radii = np.concatenate([self.radii, np.full(len(copies), covalent_radius(scattering_type))])
-    self.main_group = np.concatenate([self.main_group,
-                                      np.full(len(copies), scattering_type in COVALENT_MAIN_GROUP)])
-
-  def judge(self, site_frac):
-    """(bonded to an atom, in no forbidden contact) for a candidate site."""
-    if not len(self.copies):
-      return True, True
-    delta = self.copies - np.asarray(site_frac, float)
-    delta -= np.round(delta)
-    d = np.linalg.norm(delta @ self.orth.T, axis=1)
-    ideal = self.radii + self.radius
-    bonded = bool(np.any(d <= ideal + self.bond_slack))
-    forbidden = (ideal + self.bond_slack < d) & (d < ideal + self.gap) & self.main_group & self.main
-    return bonded, not bool(np.any(forbidden))
-
-
 def complete(xray_structure, f_obs, n_wanted, element="C", min_distance=1.2, avoid=None,
-             avoid_distance=0.7, difference=False, bonded_places=None):
+             avoid_distance=0.7, difference=False):
   """Add the strongest peaks of the F_obs map phased by the current model,
   away from existing atoms, until n_wanted atoms are present.  avoid: an
   xray.structure of sites already rejected (their peaks are skipped).
   difference: peaks of the F_obs - k|F_calc| map instead, where an atom
   missing beside a present one (1.3 A apart at 1.2 A: a shoulder, not a
-  peak, of the F_obs map) stands out.  bonded_places: (bond_slack, gap) of
-  BondedPlaces, or None; with it, peaks at a bond length from an atom and in
-  no forbidden contact are taken first, then peaks in no forbidden contact
-  (an ion or a solvent molecule is bonded to nothing), never the others."""
+  peak, of the F_obs map) stands out."""
   from cctbx import maptbx, xray
   n_missing = n_wanted - xray_structure.scatterers().size()
   if n_missing <= 0:
@@ -425,25 +372,14 @@ def complete(xray_structure, f_obs, n_wanted, element="C", min_distance=1.2, avo
   search = fft_map.peak_search(maptbx.peak_search_parameters(
     peak_search_level=1, interpolate=True, min_distance_sym_equiv=1.0,
     max_clusters=4 * n_wanted + 20)).all(max_clusters=4 * n_wanted + 20)
-  candidates = []
+  added = 0
   for site_frac in search.sites():
+    if added == n_missing:
+      break
     if avoid is not None and avoid.scatterers().size() and \
         distances_to_structure(avoid, [site_frac], avoid_distance)[0] < avoid_distance:
       continue
-    candidates.append(site_frac)
-  places = None if bonded_places is None else BondedPlaces(xray_structure, element, *bonded_places)
-  added = 0
-  for need_bond in ((True, False) if places is not None else (False,)):
-    for site_frac in candidates:
-      if added == n_missing:
-        break
-      if distances_to_structure(xray_structure, [site_frac], min_distance)[0] < min_distance:
-        continue
-      if places is not None:
-        bonded, allowed = places.judge(site_frac)
-        if not allowed or (need_bond and not bonded):
-          continue
-        places.add(site_frac, element)
+    if distances_to_structure(xray_structure, [site_frac], min_distance)[0] >= min_distance:
       added += 1
       xray_structure.add_scatterer(xray.scatterer(
         label="%s%d" % (element, xray_structure.scatterers().size() + 1),
@@ -900,17 +836,6 @@ def atoms_to_rebuild(xray_structure, f_obs, params, elements_known=True):
   return suspect
 
 
-def bonded_places(f_obs, params):
-  """complete()'s bonded_places for these data: (slack, gap), or None above
-  refinement.bonded_peaks_d_min (where the data place atoms themselves)."""
-  rp = params.refinement
-  if rp.bonded_peaks_d_min is None or f_obs.d_min() < rp.bonded_peaks_d_min:
-    return None
-  verdict = contact_tolerances(f_obs.d_min())
-  return (verdict["above"] if rp.bonded_peaks_slack is None else rp.bonded_peaks_slack,
-          verdict["gap"] if rp.bonded_peaks_gap is None else rp.bonded_peaks_gap)
-
-
 def refill_from_difference_map(xs, keep, avoid, f_obs, n_sites, element, params, retype=None,
                                attempts=1):
   """One round of the rebuild and of the expansion: keep the atoms where
@@ -924,8 +849,7 @@ def refill_from_difference_map(xs, keep, avoid, f_obs, n_sites, element, params,
   refine_with_params(current, f_obs, params)
   for _ in range(attempts):
     current, _ = complete(current, f_obs, n_sites, element=element, avoid=avoid, difference=True,
-                          min_distance=rebuild_min_distance(f_obs.d_min()),
-                          bonded_places=bonded_places(f_obs, params))
+                          min_distance=rebuild_min_distance(f_obs.d_min()))
     refine_with_params(current, f_obs, params)
     current, n_merged = drop_overlapping_atoms(current)
     if not n_merged:
@@ -1032,7 +956,7 @@ def fill_missing_atoms(xs, fit, f_obs, n_sites, element, params, retype=None):
   if not rp.fill_missing or n >= n_sites or n < 2:
     return xs, fit, None
   trial, added = complete(xs.deep_copy_scatterers(), f_obs, n_sites, element=element, difference=True,
-                          min_distance=rp.fill_min_distance, bonded_places=bonded_places(f_obs, params))
+                          min_distance=rp.fill_min_distance)
   if not added:
     return xs, fit, None
   refine_with_params(trial, f_obs, params)
