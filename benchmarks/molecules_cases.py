@@ -19,36 +19,23 @@ import argparse
 import json
 import multiprocessing
 import os
-import time
 
 import cctbx_p2a  # noqa: F401  (import order)
 
-_PARAMS = None
-
-
 def _init(params):
-  global _PARAMS
+  """Per process: the suite's own worker set-up, with these p2a settings."""
   from cctbx_p2a import compare
-  compare._worker_init("default", None, None)
-  _PARAMS = params
+  compare._worker_init("default", None, params)
 
 
 def run_case(k):
-  import copy
-  from cctbx_p2a import baselines, compare, phasing, reflections, synthetic, train
-  case_seed = train.example_seed(7, compare.COMPARE_STREAM, k)
-  case = synthetic.make_case(case_seed, compare.synthetic_params("molecules", {}))
-  f_obs = reflections.prepare(case.f_obs, source="synthetic").f_obs
-  reference = case.reference_structure
-  params = copy.deepcopy(_PARAMS)
-  params.solve.composition = compare.composition_of(reference)
-  params.solve.force, params.solve.seed = True, case_seed
-  t0 = time.time()
-  result = phasing.solve(f_obs, params=params, model=compare._MODEL)
-  score = baselines.score_against_reference(reference, result.xray_structure, tolerance=0.5)
-  return dict(case=k, d_min=case.d_min, n=reference.scatterers().size(), matched=score["n_matched"],
-              solved=score["solved"], claimed=bool(result.solved), r1=result.r1,
-              time_s=time.time() - t0, notes=result.notes[-3:])
+  """Case k made and solved exactly as the suite does (compare._synthetic_task),
+  as one row of this script's shape."""
+  from cctbx_p2a import compare
+  row = compare._synthetic_task(("p2a", "molecules", {}, 7, k, 0.5))
+  return dict(case=k, d_min=row["d_min"], n=row["n_reference"], matched=row["n_matched"],
+              solved=row["solved"], claimed=bool(row.get("claimed_solved")), r1=row["r1"],
+              time_s=row["time_s"], notes=row.get("notes", [row.get("error", "")])[-3:])
 
 
 def summary(a, b):
@@ -87,7 +74,8 @@ def main():
         out.flush()
         print("case %3d  d_min %.2f  %2d/%-2d  %-10s %-12s R1 %.3f  %.0f s" % (
           row["case"], row["d_min"], row["matched"], row["n"], "solved" if row["solved"] else "not solved",
-          "claimed" if row["claimed"] else "not claimed", row["r1"], row["time_s"]), flush=True)
+          "claimed" if row["claimed"] else "not claimed", row["r1"] or float("nan"), row["time_s"]),
+          flush=True)
 
 
 if __name__ == "__main__":
