@@ -363,15 +363,11 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
   explained, reasons = verdict(xs, r1, cc, f_obs, params, bonded,
                                elements_known=bool(sites_of), n_expected=n_from_composition,
                                composition=crystal_composition, rigid=rigid)
-  claim_limit = params.success.bonded_claim_d_min
-  if (explained and bonded and claim_limit is not None and not finishing.reaches(f_obs, claim_limit)
-      and not rigid_fit_holds(rigid, params)):
+  withheld = bonded_claim_withheld(f_obs, bonded, rigid, params) if explained else None
+  if withheld:
     # the search above still stops at the first model that explains the data; only the claim waits
     explained = False
-    reasons.append("the data reach %.2f A only: beyond success.bonded_claim_d_min=%.1f A bonded atoms "
-                   "1.2-1.5 A apart are not resolved and a wrong model refines as well as the right one, "
-                   "so a model that explains the data is not called solved (check it)" % (
-                     f_obs.d_min(), claim_limit))
+    reasons.append(withheld)
   if explained and rigid is not None and not finishing.enough_data(f_obs, xs.scatterers().size(), params):
     notes.append("%d unique reflections are fewer than success.min_data_per_parameter=%.1f per free-atom "
                  "parameter; the claim rests on the known molecule's rigid fit (7 parameters): CC %.3f, "
@@ -481,6 +477,20 @@ def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_ex
                                                   for i, j, d, _ in impossible[:4]),
                        sp.max_impossible_contacts))
   return not reasons, reasons
+
+
+def bonded_claim_withheld(f_obs, bonded, rigid, params):
+  """Why a model that explains the data is still not called solved, or None:
+  beyond success.bonded_claim_d_min, bonded atoms 1.2-1.5 A apart are not
+  resolved and a wrong model refines as well as the right one, unless a
+  known molecule's rigid fit carries the claim."""
+  claim_limit = params.success.bonded_claim_d_min
+  if (not bonded or claim_limit is None or finishing.reaches(f_obs, claim_limit)
+      or rigid_fit_holds(rigid, params)):
+    return None
+  return ("the data reach %.2f A only: beyond success.bonded_claim_d_min=%.1f A bonded atoms "
+          "1.2-1.5 A apart are not resolved and a wrong model refines as well as the right one, "
+          "so a model that explains the data is not called solved (check it)" % (f_obs.d_min(), claim_limit))
 
 
 def rigid_fit_holds(rigid, params):
