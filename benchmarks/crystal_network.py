@@ -34,7 +34,7 @@ import time
 import cctbx_p2a  # noqa: F401  (import order)
 import numpy as np
 
-from cctbx_p2a import baselines, compare, crystal_data, measured, model_files, phasing, placement
+from cctbx_p2a import baselines, compare, crystal_data, measured, model_files, patterson, phasing, placement
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -90,7 +90,7 @@ def run_case(model, name, f_obs, reference, cut, params):
   x = phasing.network_input(f, model)[0]
   y = model.predict(x)
   if "untrained" in model.name:
-    y = compare.on_atom_map_scale(y)
+    y = patterson.on_atom_map_scale(y)
   composition = compare.composition_counts(reference)
   n_sites = reference.scatterers().size()
   image = placement.image_from_atom_map(y, model.output_voxel, n_sites)

@@ -1,8 +1,8 @@
-"""Chosen cases of `suite=molecules`, p2a only, with p2a PHIL overrides: an
+"""Chosen cases of `suite=molecules`, p2a or its control, with p2a PHIL overrides: an
 A/B test of a finishing change on the cases it is meant to fix, and on
 cases that must stay solved.
 
-    python benchmarks/molecules_cases.py --cases "10 36 52" --rows a.jsonl [--nproc 2] [name=value ...]
+    python benchmarks/molecules_cases.py --cases "10 36 52" --rows a.jsonl [--nproc 2] [--method p2a_untrained] [name=value ...]
     python benchmarks/molecules_cases.py --rows a.jsonl --summary b.jsonl   # compare two runs
 
 Case k is case k of `p2a.compare suite=molecules seed=7` (the same
@@ -16,6 +16,7 @@ single solve's path is sensitive to rounding (the same case solved in one
 run and not in the next is common).
 """
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -28,14 +29,15 @@ def _init(params):
   compare._worker_init("default", None, params)
 
 
-def run_case(k):
+def run_case(method, k):
   """Case k made and solved exactly as the suite does (compare._synthetic_task),
   as one row of this script's shape."""
   from cctbx_p2a import compare
-  row = compare._synthetic_task(("p2a", "molecules", {}, 7, k, 0.5))
-  return dict(case=k, d_min=row["d_min"], n=row["n_reference"], matched=row["n_matched"],
+  row = compare._synthetic_task((method, "molecules", {}, 7, k, 0.5))
+  return dict(case=k, method=method, d_min=row["d_min"], n=row["n_reference"], matched=row["n_matched"],
               solved=row["solved"], claimed=bool(row.get("claimed_solved")), r1=row["r1"],
-              time_s=row["time_s"], notes=row.get("notes", [row.get("error", "")])[-3:])
+              time_s=row["time_s"], start=row.get("start"), start_detail=row.get("start_detail"),
+              notes=row.get("notes", [row.get("error", "")])[-3:])
 
 
 def summary(a, b):
@@ -58,6 +60,8 @@ def main():
   ap.add_argument("--cases", default="", help="case numbers, space- or comma-separated")
   ap.add_argument("--rows", required=True, help="JSON-lines file the rows are appended to")
   ap.add_argument("--nproc", type=int, default=2)
+  ap.add_argument("--method", default="p2a", choices=("p2a", "p2a_untrained", "p2a_patterson"),
+                  help="p2a, or a control of compare's (the same pipeline with another atom map)")
   ap.add_argument("--summary", default=None, help="a second rows file: print both runs side by side")
   ap.add_argument("phil", nargs="*", help="p2a PHIL overrides name=value")
   args = ap.parse_args()
@@ -69,13 +73,13 @@ def main():
   cases = [int(c) for c in args.cases.replace(",", " ").split()]
   with multiprocessing.get_context("fork").Pool(args.nproc, initializer=_init, initargs=(params,)) as pool:
     with open(args.rows, "a") as out:
-      for row in pool.imap_unordered(run_case, cases):
+      for row in pool.imap_unordered(functools.partial(run_case, args.method), cases):
         out.write(json.dumps(row) + "\n")
         out.flush()
-        print("case %3d  d_min %.2f  %2d/%-2d  %-10s %-12s R1 %.3f  %.0f s" % (
+        print("case %3d  d_min %.2f  %2d/%-2d  %-10s %-12s R1 %.3f  %.0f s  (%s)" % (
           row["case"], row["d_min"], row["matched"], row["n"], "solved" if row["solved"] else "not solved",
-          "claimed" if row["claimed"] else "not claimed", row["r1"] or float("nan"), row["time_s"]),
-          flush=True)
+          "claimed" if row["claimed"] else "not claimed", row["r1"] or float("nan"), row["time_s"],
+          row["start_detail"]), flush=True)
 
 
 if __name__ == "__main__":

@@ -164,13 +164,6 @@ def untrained_model(trained, seed=CONTROL_SEED):
   return network.Model(net, card)
 
 
-def on_atom_map_scale(y):
-  """A control's map with its median (the background) at 0, negatives at 0
-  and its highest point at 0.5, the height of a trained map's atoms."""
-  y = np.clip(y - np.median(y), 0, None)
-  return (0.5 * y / max(float(y.max()), 1e-12)).astype(np.float32)
-
-
 class ControlModel:
   """A control in place of the trained model: its card (grids, Patterson
   settings, domain) with another atom map.  source: 'untrained' (an untrained
@@ -197,15 +190,11 @@ class ControlModel:
 
   def predict(self, grid):
     if self.source == "untrained":
-      return on_atom_map_scale(self.network.predict(grid))
+      from cctbx_p2a import patterson
+      return patterson.on_atom_map_scale(self.network.predict(grid))
     from cctbx_p2a import patterson
-    n_in, n_out = self.card["grid"]["input_n"], self.card["grid"]["output_n"]
-    k = (n_in - n_out) // 2
-    y = np.array(grid[k:k + n_out, k:k + n_out, k:k + n_out], dtype=np.float32)
-    c = patterson.grid_coordinates(n_out, self.info.voxel)
-    r2 = c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2
-    y[r2 <= self.origin_radius ** 2] = np.median(y)
-    return on_atom_map_scale(y)
+    edge = self.card["grid"]["output_n"] * self.info.voxel
+    return patterson.window_as_atom_map(grid, self.info.voxel, edge, self.origin_radius)
 
 
 def control_model(method, trained):
@@ -259,6 +248,8 @@ def run_method(method, f_obs, reference, n_sites, seed, tolerance, model=None, s
     params.solve.composition = None if method == "p2a_estimated_count" else composition_of(reference)
     if method in ("p2a_untrained", "p2a_patterson"):
       model = control_model(method, model)
+    if method == "p2a_patterson":  # its atom map is the Patterson: the fallback would repeat its starts
+      params.solve.patterson_starts = 0
     params.solve.force = True  # the harness measures; out-of-domain is reported by the sweep itself
     params.solve.seed = seed
     result = phasing.solve(f_obs, params=params, model=model)

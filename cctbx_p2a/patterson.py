@@ -53,6 +53,30 @@ def grid_coordinates(n, voxel):
   return (np.arange(n) - (n - 1) / 2.0) * voxel
 
 
+def on_atom_map_scale(y):
+  """A map with its median (the background) at 0, negatives at 0 and its
+  highest point at 0.5, the height of a trained network's atoms, so that the
+  peak picker's absolute threshold reads it as it reads an atom map."""
+  y = np.clip(y - np.median(y), 0, None)
+  return (0.5 * y / max(float(y.max()), 1e-12)).astype(np.float32)
+
+
+def window_as_atom_map(window, voxel, edge, origin_radius=1.5):
+  """The Patterson window (the network's input, centred on the origin) read
+  as an atom map: its central cube of edge `edge` A (the atom map's window),
+  the origin peak within origin_radius A removed, on an atom map's scale.
+  Its peaks are interatomic vectors, not atoms: a start that needs no
+  network, for the solve's fallback and the p2a_patterson control."""
+  n = window.shape[0]
+  m = min(n, max(int(round(edge / voxel)), 1))
+  k = (n - m) // 2
+  y = np.array(window[k:k + m, k:k + m, k:k + m], dtype=np.float32)
+  c = grid_coordinates(m, voxel)
+  r2 = c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2
+  y[r2 <= origin_radius ** 2] = np.median(y)
+  return on_atom_map_scale(y)
+
+
 def patterson_synthesis(f_obs, resolution_factor=0.25, sharpening=False,
                         origin_peak_removal=False):
   """cctbx Patterson map of amplitudes over the full unit cell (numpy array).

@@ -143,7 +143,7 @@ class Result:
   notes: list = field(default_factory=list)
   warnings: list = field(default_factory=list)
   timings: dict = field(default_factory=dict)
-  start: str = "network"     # "network", "crystal_network", "charge_flipping" or "dual_space": where the kept start came from
+  start: str = "network"     # "network", "patterson" (the fallback), "crystal_network", "charge_flipping" or "dual_space": where the kept start came from
   start_detail: str = ""     # which start of its kind, and its score
   atom_map_voxel: float = None   # the atom map's voxel when finer than the Patterson's
 
@@ -384,7 +384,7 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
     xray_structure=xs, phases=f_obs.customized_copy(sigmas=None).phase_transfer(f_calc),
     f_calc=f_calc, f_obs=f_obs,
     r1=r1, cc=cc, solved=solved, n_sites=xs.scatterers().size(), n_sites_source=n_source,
-    hand_score=start_score, model_name=model.name if route == "network" else (
+    hand_score=start_score, model_name=model.name if start_kind == "network" else (
       chosen.get("crystal_model", "none") if start_kind == "crystal_network" else "none"),
     atom_map=atom_map, patterson_grid=patterson_grid,
     voxel=model.voxel, original_space_group=original_sg, notes=notes, warnings=warnings,
@@ -597,8 +597,38 @@ def network_starts(f_obs, model, params, n_from_composition, sites_of, notes, ti
   starts = [(sites.structure_from_sites(chosen, f_obs.crystal_symmetry(), element_list[:len(chosen)]),
              score, "network", "hand choice %d, score" % (i + 1), None)
             for i, (chosen, score) in enumerate(candidates)]
+  starts += patterson_fallback_starts(f_obs, model, x, n_sites, element_list, params, notes)
   timings["sites"] = time.time() - t
   return starts, n_sites, n_source, (atom_map, x)
+
+
+def patterson_fallback_starts(f_obs, model, x, n_sites, element_list, params, notes):
+  """Starts read from the Patterson window itself (its strongest vectors as
+  inverse pairs, the hand chosen as for the network's), finished only when
+  none of the network's starts explains the data.  Why: the network's map
+  can hold too few pairs for a molecule beyond its training (on 1.0-1.5 A
+  molecules of 8-39 atoms the same pipeline solved from the Patterson's
+  pairs what it missed from the trained map's)."""
+  n_best = params.solve.patterson_starts
+  if not n_best:
+    return []
+  sp = params.sites
+  edge = model.card["grid"]["output_n"] * model.output_voxel
+  p_map = patterson.window_as_atom_map(x, model.voxel, edge)
+  peaks, heights = sites.find_peaks(p_map, model.voxel, threshold=sp.peak_threshold)
+  pairs, centre = sites.inverse_pairs(peaks, heights, tolerance=sp.pair_tolerance)
+  pairs = sorted(pairs, key=lambda p: -p[1])[:max(n_sites - len(centre), 0)]
+  if not pairs and not centre:
+    return []
+  candidates, n_scored = sites.hand_candidates(
+    pairs, centre, f_obs, element=element_list[-1], max_reflections=sp.max_reflections,
+    exhaustive_limit=sp.exhaustive_limit, seed=params.solve.seed, n_best=n_best)
+  notes.append("fallback: %d hand choices of the Patterson's %d strongest vector pairs, finished only "
+               "if no start from the network explains the data (solve.patterson_starts)" % (
+                 len(candidates), len(pairs)))
+  return [(sites.structure_from_sites(chosen, f_obs.crystal_symmetry(), element_list[:len(chosen)]),
+           score, "patterson", "Patterson hand choice %d, score" % (i + 1), None)
+          for i, (chosen, score) in enumerate(candidates)]
 
 
 def crystal_atom_count(f_obs, params, n_from_composition, notes):

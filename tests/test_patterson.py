@@ -119,3 +119,22 @@ def test_data_finer_than_input_d_min_give_the_input_of_data_cut_there(pparams):
     .set_observation_type_xray_amplitude(),
     phil.extract("patterson", **{"patterson.input_d_min": 0}).patterson)
   assert not np.allclose(fine, uncut, atol=1e-2)
+
+
+def test_the_window_read_as_an_atom_map_shows_the_interatomic_vectors(pparams):
+  """patterson.window_as_atom_map, the solve's fallback start and the
+  p2a_patterson control: the origin peak removed, the background at 0, the
+  top at an atom map's 0.5, and the peaks where the vectors are (a pair of
+  atoms 3.5 A apart: at +-3.5 A along their bond), cropped to `edge`."""
+  from cctbx_p2a import sites
+  pair = np.array([[-1.75, 0.0, 0.0], [1.75, 0.0, 0.0]])
+  grid = grid_of(pair, pparams)
+  atom_map = patterson.window_as_atom_map(grid, pparams.voxel, edge=16.0)
+  assert atom_map.shape == (int(round(16.0 / pparams.voxel)),) * 3
+  assert atom_map.max() == pytest.approx(0.5) and atom_map.min() == 0.0
+  c = patterson.grid_coordinates(atom_map.shape[0], pparams.voxel)
+  r = np.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
+  assert atom_map[r <= 1.5].max() < 1e-3  # the origin peak is gone: set to the background
+  peaks, heights = sites.find_peaks(atom_map, pparams.voxel, threshold=0.1)
+  assert len(peaks) == 2, (peaks, heights)
+  assert np.allclose(sorted(peaks[:, 0]), [-3.5, 3.5], atol=0.3) and np.abs(peaks[:, 1:]).max() < 0.3

@@ -1,5 +1,6 @@
 """The phasing step end to end, with the shipped model: files in, solved
 structure and phases out, the same from a script, and the refusals."""
+import io
 import json
 import os
 import subprocess
@@ -261,6 +262,35 @@ def test_where_a_heavy_atom_dominates_more_starts_are_finished_and_the_lowest_r1
   right = results[2]
   assert right.solved and baselines.score_against_reference(truth, right.xray_structure)["solved"]
   assert right.r1 <= results[0].r1 + 1e-6
+
+
+def test_patterson_starts_are_finished_only_after_the_networks():
+  """solve.patterson_starts: hand choices read from the Patterson window
+  itself follow the network's starts and are finished only when none of
+  those explains the data; a structure from one says the network took no
+  part (start 'patterson', model 'none').  Here the network's first start
+  solves the paper's example; with no network starts left
+  (sites.hand_candidates=0) the fallback's first start solves it."""
+  f = reflections.read(os.path.join(REPO, "examples", "paper_case.mtz")).f_obs
+  runs = {}
+  for network_starts, patterson_starts in ((3, 2), (3, 0), (0, 2)):
+    params = phasing.default_params()
+    params.solve.composition, params.solve.patterson_starts = "C10", patterson_starts
+    params.sites.hand_candidates = network_starts
+    runs[network_starts, patterson_starts] = result = phasing.solve(f, params=params)
+    fallback = [n for n in result.notes if n.startswith("fallback:")]
+    assert len(fallback) == (patterson_starts > 0)
+    assert all("solve.patterson_starts" in n for n in fallback)
+    assert result.solved, result.notes
+  for key in ((3, 2), (3, 0)):
+    assert runs[key].start == "network" and runs[key].model_name != "none"
+    assert not any(n.startswith("start ") and "Patterson" in n for n in runs[key].notes)
+  alone = runs[0, 2]
+  assert alone.start == "patterson" and alone.model_name == "none"
+  assert alone.start_detail.startswith("Patterson hand choice 1")
+  shown = io.StringIO()
+  alone.show(out=shown)
+  assert "the network took no part" in shown.getvalue()
 
 
 def test_bonds_to_heavy_atoms_bring_the_chemistry_check():
