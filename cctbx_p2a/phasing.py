@@ -588,15 +588,10 @@ def network_starts(f_obs, model, params, n_from_composition, sites_of, notes, ti
   if n_sites == 0:
     raise Sorry("The atom map has no peaks above sites.peak_threshold=%.2f: the network sees no "
                 "molecule in this Patterson (data outside its domain?)." % sp.peak_threshold)
-  pairs = sorted(pairs, key=lambda p: -p[1])[:max(n_sites - len(centre), 0)]
   element_list = finishing.elements_for_sites(sites_of, n_sites)
-  candidates, n_scored = sites.hand_candidates(
-    pairs, centre, f_obs, element=element_list[-1], max_reflections=sp.max_reflections,
-    exhaustive_limit=sp.exhaustive_limit, seed=params.solve.seed, n_best=sp.hand_candidates)
-  notes.append("hand: scored %d choices of %d inverse pairs" % (n_scored, len(pairs)))
-  starts = [(sites.structure_from_sites(chosen, f_obs.crystal_symmetry(), element_list[:len(chosen)]),
-             score, "network", "hand choice %d, score" % (i + 1), None)
-            for i, (chosen, score) in enumerate(candidates)]
+  starts, n_scored, n_pairs = hand_choice_starts(pairs, centre, n_sites, f_obs, element_list, params,
+                                                 sp.hand_candidates, "network", "hand choice")
+  notes.append("hand: scored %d choices of %d inverse pairs" % (n_scored, n_pairs))
   starts += patterson_fallback_starts(f_obs, model, x, n_sites, element_list, params, notes)
   timings["sites"] = time.time() - t
   return starts, n_sites, n_source, (atom_map, x)
@@ -617,18 +612,30 @@ def patterson_fallback_starts(f_obs, model, x, n_sites, element_list, params, no
   p_map = patterson.window_as_atom_map(x, model.voxel, edge)
   peaks, heights = sites.find_peaks(p_map, model.voxel, threshold=sp.peak_threshold)
   pairs, centre = sites.inverse_pairs(peaks, heights, tolerance=sp.pair_tolerance)
-  pairs = sorted(pairs, key=lambda p: -p[1])[:max(n_sites - len(centre), 0)]
   if not pairs and not centre:
     return []
+  starts, _, n_pairs = hand_choice_starts(pairs, centre, n_sites, f_obs, element_list, params, n_best,
+                                          "patterson", "Patterson hand choice")
+  notes.append("fallback: %d hand choices of the Patterson's %d strongest vector pairs, finished only "
+               "if no start from the network explains the data (solve.patterson_starts)" % (
+                 len(starts), n_pairs))
+  return starts
+
+
+def hand_choice_starts(pairs, centre, n_sites, f_obs, element_list, params, n_best, kind, what):
+  """The n_best hand choices of the strongest inverse pairs (as many as the
+  n_sites atoms need beside the centre's) as start structures.  Returns
+  ([(P1 xray.structure, hand score, kind, what, None), ...], choices scored,
+  pairs used)."""
+  sp = params.sites
+  pairs = sorted(pairs, key=lambda p: -p[1])[:max(n_sites - len(centre), 0)]
   candidates, n_scored = sites.hand_candidates(
     pairs, centre, f_obs, element=element_list[-1], max_reflections=sp.max_reflections,
     exhaustive_limit=sp.exhaustive_limit, seed=params.solve.seed, n_best=n_best)
-  notes.append("fallback: %d hand choices of the Patterson's %d strongest vector pairs, finished only "
-               "if no start from the network explains the data (solve.patterson_starts)" % (
-                 len(candidates), len(pairs)))
-  return [(sites.structure_from_sites(chosen, f_obs.crystal_symmetry(), element_list[:len(chosen)]),
-           score, "patterson", "Patterson hand choice %d, score" % (i + 1), None)
-          for i, (chosen, score) in enumerate(candidates)]
+  starts = [(sites.structure_from_sites(chosen, f_obs.crystal_symmetry(), element_list[:len(chosen)]),
+             score, kind, "%s %d, score" % (what, i + 1), None)
+            for i, (chosen, score) in enumerate(candidates)]
+  return starts, n_scored, len(pairs)
 
 
 def crystal_atom_count(f_obs, params, n_from_composition, notes):
