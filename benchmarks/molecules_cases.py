@@ -37,6 +37,7 @@ def run_case(method, k):
   return dict(case=k, method=method, d_min=row["d_min"], n=row["n_reference"], matched=row["n_matched"],
               solved=row["solved"], claimed=bool(row.get("claimed_solved")), r1=row["r1"],
               time_s=row["time_s"], start=row.get("start"), start_detail=row.get("start_detail"),
+              heavy_right=row.get("heavy_right", 0), heavy_reference=row.get("heavy_reference", 0),
               notes=row.get("notes", [row.get("error", "")])[-3:])
 
 

@@ -1,13 +1,18 @@
 """Tables by d_min band from the rows a `p2a.compare` suite kept.
 
-    python benchmarks/suite_rows_table.py RUN/p2a_compare.rows.jsonl [--bands 1.0,1.5,2.0,2.5]
+    python benchmarks/suite_rows_table.py RUN/p2a_compare.rows.jsonl [--bands 1.0,1.5,2.0,2.5] \
+      [--rerun a.jsonl --rerun b.jsonl]
 
 `p2a.compare` prints one line per method; issue 11 asks for more: the rate
 per resolution band, how many claims ("SOLVED" as p2a.solve would tell the
 user) were right and how many wrong, where the heavy atoms landed, and the
 cases where the methods differ (the network's margin, case by case).
 Only cases finished by every method in the file are counted, so that a
-suite stopped part way still compares like with like.
+suite stopped part way still compares like with like.  --rerun: rows of
+`benchmarks/molecules_cases.py` (the same cases rerun on newer code, with
+their method) take the place of the suite's rows for those (case, method);
+the table then mixes two code versions, and says how many rows came from
+reruns.
 """
 from __future__ import annotations
 
@@ -29,6 +34,20 @@ def read_rows(path):
     except ValueError:
       continue
   return fingerprint, rows
+
+
+def rerun_rows(path):
+  """Rows of benchmarks/molecules_cases.py in the suite's shape (heavy-atom
+  fields only where the row has them)."""
+  rows = []
+  for line in open(path):
+    r = json.loads(line)
+    row = dict(case=r["case"], method=r.get("method", "p2a"), d_min=r["d_min"], n_reference=r["n"],
+               n_matched=r["matched"], solved=r["solved"], claimed_solved=r["claimed"], r1=r["r1"],
+               time_s=r["time_s"], rerun=True)
+    row.update({k: r[k] for k in ("heavy_right", "heavy_reference") if k in r})
+    rows.append(row)
+  return rows
 
 
 def band_of(d_min, edges):
@@ -87,9 +106,19 @@ def main():
   parser.add_argument("rows_file")
   parser.add_argument("--bands", default="1.0,1.5,2.0,2.5",
                       help="d_min band edges (A), comma-separated")
+  parser.add_argument("--rerun", action="append", default=[],
+                      help="rows of benchmarks/molecules_cases.py replacing the suite's for their cases")
   args = parser.parse_args()
   fingerprint, rows = read_rows(args.rows_file)
   print("settings: %s" % json.dumps(fingerprint, sort_keys=True))
+  replaced = {}
+  for path in args.rerun:
+    replaced.update({(r["case"], r["method"]): r for r in rerun_rows(path)})
+  if replaced:
+    rows = [replaced.get((r["case"], r["method"]), r) for r in rows]
+    print("rows from reruns: %d (%s); their heavy atoms counted only where the rows hold them (%d)" % (
+      sum(bool(r.get("rerun")) for r in rows), ", ".join(args.rerun),
+      sum(bool(r.get("rerun")) and "heavy_reference" in r for r in rows)))
   print(table(rows, [float(x) for x in args.bands.split(",")]))
 
 
