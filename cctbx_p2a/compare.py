@@ -18,7 +18,8 @@ atom lies within `tolerance` A.  Methods:
   default initialisation, seeded by CONTROL_SEED, run by the same numpy
   engine);
 * ``p2a_patterson``: the same pipeline reading the Patterson window itself
-  (origin peak removed, cropped to the output window) as the atom map.
+  (origin peak removed, cropped to the output window) as the atom map,
+  with solve.patterson_starts off (p2a's fallback would repeat its starts).
 
   Both control maps are put on a trained map's scale (background at 0,
   highest point 0.5) so that the peak picker's absolute threshold does not
