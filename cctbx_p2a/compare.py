@@ -190,10 +190,9 @@ class ControlModel:
     return getattr(self.info, name)
 
   def predict(self, grid):
-    if self.source == "untrained":
-      from cctbx_p2a import patterson
-      return patterson.on_atom_map_scale(self.network.predict(grid))
     from cctbx_p2a import patterson
+    if self.source == "untrained":
+      return patterson.on_atom_map_scale(self.network.predict(grid))
     edge = self.card["grid"]["output_n"] * self.info.voxel
     return patterson.window_as_atom_map(grid, self.info.voxel, edge, self.origin_radius)
 

@@ -307,11 +307,14 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
   # the elements rule is measured on crystals only (docs/crystals.md)
   crystal_composition = sites_of if route != "network" else None
   # a start may come finished already (dual-space candidates are finished side by side)
+  # starts may be a generator (crystal routes): read once, in order
+  fallback_said = False
   for rank, (xs, score, kind, what, done) in enumerate(starts):
-    if kind == "patterson" and (rank == 0 or starts[rank - 1][2] != "patterson"):
+    if kind == "patterson" and not fallback_said:  # the fallback's starts come last (network_starts)
+      fallback_said = True
       notes.append("fallback: no start from the network explains the data; up to %d hand choices of "
-                   "the Patterson's own strongest vectors follow (solve.patterson_starts)" % (
-                     sum(start[2] == "patterson" for start in starts)))
+                   "the Patterson's own strongest vectors follow (solve.patterson_starts)"
+                   % params.solve.patterson_starts)
     if done is None:
       done = finish_start(xs, keep_elements=kind == "known_molecule")
     rigid = rigid_fit((xs, score), done.xray_structure) if kind == "known_molecule" else None

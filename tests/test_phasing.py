@@ -401,7 +401,7 @@ def test_bonded_chemistry_beyond_bonded_claim_d_min_is_never_called_solved():
   on, off = solved[2.2], solved[None]
   assert not on.solved
   said = [n for n in on.notes if "success.bonded_claim_d_min" in n]
-  others = [n for n in on.notes if n.startswith("not solved:") and not n in said]
+  others = [n for n in on.notes if n.startswith("not solved:") and n not in said]
   assert bool(said) == (not others), on.notes
   assert off.r1 == pytest.approx(on.r1) and not any("success.bonded_claim_d_min" in n for n in off.notes)
   if said:
