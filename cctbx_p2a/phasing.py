@@ -20,7 +20,7 @@ import numpy as np
 
 from libtbx.utils import Sorry
 
-from cctbx_p2a import finishing, known_molecule, patterson, reflections, restraints, sites
+from cctbx_p2a import assembly, finishing, known_molecule, patterson, reflections, restraints, sites
 
 # --- composition ----------------------------------------------------------------
 
@@ -350,6 +350,9 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
                 "with charge flipping." % ("; ".join(notes[-1:]) or "no trial finished", n_sites))
   done, start_score, _, start_kind, start_detail, rigid = best
   xs, r1, cc, f_calc = done.xray_structure, done.r1, done.cc, done.f_calc
+  # the same crystal as a crystallographer opens it: each molecule whole, atoms named by element;
+  # before the verdict, so that the labels its notes name are the labels of the files
+  xs = assembly.whole_molecules(xs)
   if n_source != "composition":
     n_source = done.n_sites_source.replace("estimated", "estimated from the %s" % (
       "atom map" if route == "network" else "cell volume"))
