@@ -127,6 +127,9 @@ def read(file_name, params=None):
     raise Sorry("%s is not a file. Give the path of a reflection file "
                 "(MTZ, hkl-CIF, scalepack, SHELX .hkl)." % path)
   name = os.path.basename(path)
+  embedded = _embedded_shelx_files(path)
+  if embedded is not None:
+    return _read_embedded(path, embedded, params)
   file_type = _open(path).file_type()
   if file_type is None:
     raise Sorry("%s is not a recognised reflection file. Give an MTZ, "
@@ -170,7 +173,126 @@ def read(file_name, params=None):
     if note is not None:
       result.notes.append(note)
     result.wavelength = _shelx_wavelength(sym_file) or result.wavelength
+  elif file_type == "cif" or (sym_file is not None and sym_file.lower().endswith(".cif")):
+    result.composition, note = composition_from_cif(
+      sym_file if sym_file is not None else path, result.f_obs.space_group())
+    if note is not None:
+      result.notes.append(note)
   return result
+
+
+#: CIF items that carry a SHELXL deposition's own files (CIF1 and DDLm names)
+_EMBEDDED_ITEMS = {"hkl": ("_shelx_hkl_file", "_shelx.hkl_file"),
+                   "res": ("_shelx_res_file", "_shelx.res_file")}
+
+
+def _embedded_shelx_files(path):
+  """{"hkl": text, "res": text or None, "block": name} when `path` is a CIF
+  that embeds the SHELX .hkl (_shelx_hkl_file), as every CIF written by
+  SHELXL since 2014 and deposited with the CSD, COD or IUCr journals does;
+  else None.  Why: such a CIF holds no reflection loop, so iotbx's readers
+  see no reflections in it, yet it is the form in which measured data are
+  published."""
+  if not path.lower().endswith(".cif"):
+    return None
+  with open(path, errors="replace") as f:
+    text = f.read()
+  if not any(item in text for item in _EMBEDDED_ITEMS["hkl"]):
+    return None
+  import iotbx.cif
+  try:
+    model = iotbx.cif.reader(input_string=text, strict=False).model()
+  except Exception as e:
+    raise Sorry("%s embeds a SHELX .hkl (_shelx_hkl_file) but is not valid CIF (%s: %s). Extract "
+                "the .hkl and .res from it, or fix the CIF." % (os.path.basename(path),
+                                                                type(e).__name__, e))
+  for block_name, block in model.items():
+    hkl = next((block[k] for k in _EMBEDDED_ITEMS["hkl"] if k in block), None)
+    if hkl is not None:
+      res = next((block[k] for k in _EMBEDDED_ITEMS["res"] if k in block), None)
+      return {"hkl": str(hkl), "res": None if res is None else str(res), "block": block_name}
+  return None
+
+
+def _read_embedded(path, embedded, params):
+  """read() of the .hkl embedded in a CIF, with the embedded .res for the
+  symmetry, HKLF code and composition (else the CIF's own cell, space group
+  and _chemical_formula_sum)."""
+  import tempfile
+  name = os.path.basename(path)
+  stem = os.path.splitext(name)[0]
+  with tempfile.TemporaryDirectory() as d:
+    hkl_path = os.path.join(d, stem + "_shelx_hkl_file.hkl")
+    with open(hkl_path, "w") as f:
+      f.write(embedded["hkl"].strip("\n") + "\n")
+    inner = copy.deepcopy(params)
+    if params.symmetry_file is None:
+      if embedded["res"] is not None:
+        inner.symmetry_file = os.path.join(d, stem + "_shelx_res_file.res")
+        with open(inner.symmetry_file, "w") as f:
+          f.write(embedded["res"].strip("\n") + "\n")
+      else:
+        inner.symmetry_file = path
+    result = read(hkl_path, inner)
+  said = {os.path.basename(hkl_path): "%s (_shelx_hkl_file)" % name,
+          stem + "_shelx_res_file.res": "%s (_shelx_res_file)" % name}
+  def own_names(text):
+    for temp, real in said.items():
+      text = text.replace(temp, real)
+    return text
+  result.notes = [own_names(n) for n in result.notes]
+  result.warnings = [own_names(w) for w in result.warnings]
+  result.source = own_names(result.source)
+  result.notes.insert(0, "reflections from the SHELX .hkl embedded in %s (data block %s)%s" % (
+    name, embedded["block"], ", symmetry and composition from its embedded .res"
+    if embedded["res"] is not None and params.symmetry_file is None else ""))
+  return result
+
+
+def composition_from_cif(file_name, space_group):
+  """Asymmetric-unit contents from a CIF's _chemical_formula_sum and
+  _cell_formula_units_Z (or their DDLm names, _chemical_formula.sum and
+  _cell.formula_units_Z): the formula times Z over the space group's order_z.
+  Returns ({element: count} or None, note or None), as composition_from_shelx."""
+  import iotbx.cif
+  name = os.path.basename(file_name)
+  try:
+    model = iotbx.cif.reader(file_path=file_name, strict=False).model()
+  except Exception:
+    return None, None
+  def item(block, names):
+    return next((block[k] for k in names if k in block), None)
+  for block in model.values():
+    formula = item(block, ("_chemical_formula_sum", "_chemical_formula.sum"))
+    z = item(block, ("_cell_formula_units_Z", "_cell.formula_units_Z"))
+    if formula is None:
+      continue
+    formula = str(formula).strip()
+    if formula in ("?", ".", ""):
+      return None, None
+    counts = {}
+    for word in formula.replace("'", " ").split():
+      m = re.match(r"^([A-Za-z]{1,2})([0-9]*\.?[0-9]*)$", word)
+      element = _element_symbol(m.group(1)) if m else None
+      if element is None:
+        return None, ("%s: _chemical_formula_sum '%s' is not a formula of element symbols; "
+                      "composition not taken from the file" % (name, formula))
+      counts[element] = counts.get(element, 0) + (float(m.group(2)) if m.group(2) else 1.0)
+    try:
+      z = float(str(z).split("(")[0])
+    except (TypeError, ValueError):
+      return None, ("%s: _chemical_formula_sum without _cell_formula_units_Z; composition not "
+                    "taken (give composition=)" % name)
+    composition = {}
+    for element, n in counts.items():
+      n = n * z / space_group.order_z()
+      if n > 0:
+        composition[element] = int(round(n)) if abs(n - round(n)) < 1e-6 else round(n, 3)
+    if not composition:
+      return None, None
+    return composition, "composition from %s: _chemical_formula_sum x Z / %d (Z = %g) = %s" % (
+      name, space_group.order_z(), z, composition_formula(composition, include_hydrogen=True))
+  return None, None
 
 
 def _shelx_wavelength(file_name):

@@ -710,3 +710,69 @@ def test_d_min_cuts_the_data_and_says_so(f_p21):
   assert cut.f_obs.size() == f_p21.resolution_filter(d_min=2.5).size() < f_p21.size()
   assert any("data cut to 2.50 A (reflections.d_min)" in n for n in cut.notes)
   assert prepare(f_p21, params()).f_obs.size() == f_p21.size()
+
+
+# --------------------------------------------------------------------------
+# a SHELXL deposition CIF: the .hkl and .res embedded as text fields
+
+def deposition_cif(path, res=True, names=("_shelx_hkl_file", "_shelx_res_file"),
+                   formula="'C10 H10 F2 N4'", z="4"):
+  """thpp's measured .hkl (and .ins as the .res) embedded in one CIF, as
+  SHELXL writes it for the CSD, COD and IUCr journals."""
+  hkl = open(thpp_path(".hkl")).read().strip("\n")
+  ins = open(thpp_path(".ins")).read().strip("\n")
+  lines = ["data_thpp", "_cell_length_a 6.9196", "_cell_length_b 14.5749", "_cell_length_c 9.7248",
+           "_cell_angle_alpha 90", "_cell_angle_beta 90.637", "_cell_angle_gamma 90",
+           "_space_group_name_H-M_alt 'P 1 21/n 1'", "loop_", "_space_group_symop_operation_xyz",
+           "'x, y, z'", "'-x+1/2, y+1/2, -z+1/2'", "'-x, -y, -z'", "'x-1/2, -y-1/2, z-1/2'",
+           "_chemical_formula_sum %s" % formula, "_cell_formula_units_Z %s" % z]
+  if res:
+    lines += [names[1], ";", ins, ";"]
+  lines += [names[0], ";", hkl, ";"]
+  path.write_text("\n".join(lines) + "\n")
+  return str(path)
+
+
+@pytest.mark.parametrize("names", [("_shelx_hkl_file", "_shelx_res_file"),
+                                   ("_shelx.hkl_file", "_shelx.res_file")])   # CIF1 and DDLm names
+def test_a_deposition_cif_is_read_like_its_hkl_and_res(tmp_path, names):
+  """The CIF holds no reflection loop, only the .hkl as text: read it as the
+  .hkl with the embedded .res beside it -- the same data, symmetry and
+  composition, with the CIF named in the notes."""
+  data = read(deposition_cif(tmp_path / "dep.cif", names=names))
+  direct = read(thpp_path(".hkl"))
+  assert_same_amplitudes(data.f_obs, direct.f_obs, tol=1e-6)
+  assert data.f_obs.space_group_info().type().number() == 14
+  assert data.composition == {"C": 10, "H": 10, "F": 2, "N": 4}
+  assert data.merging["n_unique"] == direct.merging["n_unique"]
+  assert data.notes[0].startswith("reflections from the SHELX .hkl embedded in dep.cif (data block thpp)")
+  assert "composition from dep.cif (_shelx_res_file): UNIT / Z (Z = 4) = C10H10F2N4" in data.notes
+  assert data.source.startswith("dep.cif (_shelx_hkl_file)")
+  assert not any("tmp" in n for n in data.notes)   # no temporary file names leak
+
+
+def test_a_deposition_cif_without_res_takes_the_cif_symmetry_and_formula(tmp_path):
+  data = read(deposition_cif(tmp_path / "dep.cif", res=False))
+  assert data.f_obs.space_group_info().type().number() == 14
+  assert data.composition == {"C": 10, "H": 10, "F": 2, "N": 4}
+  assert any(n.startswith("composition from dep.cif: _chemical_formula_sum x Z / 4 (Z = 4)")
+             for n in data.notes)
+
+
+@pytest.mark.parametrize("formula,z,expected,said", [
+  ("'C20 H20 F4 N8'", "2", {"C": 10, "H": 10, "F": 2, "N": 4}, "Z = 2"),   # a dimer's formula, Z = 2
+  ("'C10 H10 F2 N4'", "2", {"C": 5, "H": 5, "F": 1, "N": 2}, "Z = 2"),     # Z' = 1/2
+  ("'C10 H10 F2 N4'", "?", None, "without _cell_formula_units_Z"),
+  ("'C10 Xx2'", "4", None, "is not a formula of element symbols"),
+])
+def test_composition_from_cif_formula(tmp_path, formula, z, expected, said):
+  path = deposition_cif(tmp_path / "dep.cif", res=False, formula=formula, z=z)
+  composition, note = reflections.composition_from_cif(path, sgtbx.space_group_info("P21/n").group())
+  assert composition == expected
+  assert said in note
+
+
+def test_a_broken_deposition_cif_is_a_sorry(tmp_path):
+  path = tmp_path / "dep.cif"
+  path.write_text("data_x\n_shelx_hkl_file\n;\n   1   0   0  10.0  1.0\n")   # the text field never ends
+  assert "embeds a SHELX .hkl (_shelx_hkl_file) but is not valid CIF" in sorry(read, str(path))
