@@ -237,15 +237,20 @@ def shelx_scale_factor(xray_structure, observations):
 
 
 def res_lines(xray_structure, title="cctbx_p2a", wavelength=None, hklf=4,
-              scale_factor=1.0, remarks=()):
+              scale_factor=1.0, remarks=(), hydrogens=None):
   """The lines of a SHELX .res: header, refinement cards (L.S. 10, LIST 4,
   FMAP 2, PLAN 20, WGHT 0.1), FVAR, atoms (label, SFAC number, x y z,
   fixed site occupancy 10 + occupancy * site multiplicity / Z, U_iso or
-  U11 U22 U33 U23 U13 U12), HKLF, END."""
+  U11 U22 U33 U23 U13 U12), HKLF, END.  `hydrogens`: H atoms per
+  asymmetric unit (from the composition), put in SFAC/UNIT although the
+  model has none, as SHELXT does, so that SHELXL can add them (HFIX) and
+  F000 and the density are right."""
   from cctbx import adptbx
   xs = xray_structure
-  lines, sfac = shelx_header_lines(xs.crystal_symmetry(), unit_cell_contents(xs),
-                                   title, wavelength)
+  contents = unit_cell_contents(xs)
+  if hydrogens and "H" not in contents:
+    contents["H"] = max(1, int(round(hydrogens * xs.space_group().order_z())))
+  lines, sfac = shelx_header_lines(xs.crystal_symmetry(), contents, title, wavelength)
   lines += ["REM %s" % r for r in remarks]
   lines += ["L.S. 10", "LIST 4", "FMAP 2", "PLAN 20", "WGHT 0.1",
             "FVAR %.5f" % scale_factor, ""]
@@ -268,7 +273,7 @@ def res_lines(xray_structure, title="cctbx_p2a", wavelength=None, hklf=4,
 
 
 def write_res(xray_structure, file_name, title="cctbx_p2a", wavelength=None,
-              observations=None, hklf=None, remarks=()):
+              observations=None, hklf=None, remarks=(), hydrogens=None):
   """SHELX .res of a solution, ready to open in Olex2 or refine with SHELXL
   in the structure's own space group.  With `observations` (the array as
   written to the matching .hkl, see write_shelx_pair) HKLF follows its type
@@ -279,17 +284,17 @@ def write_res(xray_structure, file_name, title="cctbx_p2a", wavelength=None,
     hklf = hklf_code(observations)
     scale = shelx_scale_factor(xray_structure, observations)
   lines = res_lines(xray_structure, title=title, wavelength=wavelength,
-                    hklf=hklf or 4, scale_factor=scale, remarks=remarks)
+                    hklf=hklf or 4, scale_factor=scale, remarks=remarks, hydrogens=hydrogens)
   with open(file_name, "w") as f:
     f.write("\n".join(lines) + "\n")
   return file_name
 
 
 def write_shelx_pair(xray_structure, observations, prefix, title="cctbx_p2a",
-                     wavelength=None, remarks=()):
+                     wavelength=None, remarks=(), hydrogens=None):
   """{prefix}.res and a matching {prefix}.hkl (the observations: merged
   intensities -> HKLF 4, amplitudes -> HKLF 3), so that SHELXL or Olex2
-  refine straight away.  Returns [res, hkl]."""
+  refine straight away.  `hydrogens`: see res_lines.  Returns [res, hkl]."""
   hkl_file, res_file = prefix + ".hkl", prefix + ".res"
   scale = write_hkl(observations, hkl_file)
   written = observations.customized_copy(
@@ -306,7 +311,7 @@ def write_shelx_pair(xray_structure, observations, prefix, title="cctbx_p2a",
     remarks.append("data in %s, structure in %s" % (
       observations.space_group_info(), xray_structure.space_group_info()))
   write_res(xray_structure, res_file, title=title, wavelength=wavelength,
-            observations=written, remarks=remarks)
+            observations=written, remarks=remarks, hydrogens=hydrogens)
   return [res_file, hkl_file]
 
 

@@ -146,6 +146,7 @@ class Result:
   start: str = "network"     # "network", "patterson" (the fallback), "crystal_network", "charge_flipping" or "dual_space": where the kept start came from
   start_detail: str = ""     # which start of its kind, and its score
   atom_map_voxel: float = None   # the atom map's voxel when finer than the Patterson's
+  composition: dict = None   # the asymmetric unit's contents as told (hydrogens included), or None
 
   def show(self, out=sys.stdout):
     verdict = "SOLVED" if self.solved else "NOT SOLVED"
@@ -174,6 +175,15 @@ class Result:
     print("  time: " + ", ".join("%s %.2f s" % kv for kv in self.timings.items()), file=out)
     self.xray_structure.show_scatterers(f=out)
 
+  def hydrogens_per_asymmetric_unit(self):
+    """The composition's H atoms per asymmetric unit of the structure's own
+    space group (P1 when the network route expanded the data), or None."""
+    from cctbx import sgtbx
+    if not self.composition or not self.composition.get("H"):
+      return None
+    told_in = sgtbx.space_group_info(self.original_space_group).group().order_z()
+    return self.composition["H"] * told_in / self.xray_structure.space_group().order_z()
+
   def as_json_dict(self):
     return {
       "solved": self.solved, "r1": self.r1, "cc": self.cc, "n_sites": self.n_sites,
@@ -187,6 +197,7 @@ class Result:
       "elements": [sc.scattering_type for sc in self.xray_structure.scatterers()],
       "u_iso": [sc.u_iso for sc in self.xray_structure.scatterers()],
       "d_min": self.f_obs.d_min(), "n_reflections": self.f_obs.size(),
+      "composition": self.composition,
       "warnings": self.warnings, "notes": self.notes, "timings_s": self.timings,
     }
 
@@ -399,7 +410,8 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
     atom_map=atom_map, patterson_grid=patterson_grid,
     voxel=model.voxel, original_space_group=original_sg, notes=notes, warnings=warnings,
     timings={k: round(v, 3) for k, v in timings.items()}, start=start_kind,
-    start_detail=start_detail, atom_map_voxel=model.output_voxel if route == "network" else None)
+    start_detail=start_detail, atom_map_voxel=model.output_voxel if route == "network" else None,
+    composition=dict(composition) if composition else None)
   if log is not None:
     result.show(out=log)
   return result

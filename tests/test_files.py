@@ -102,6 +102,24 @@ def test_all_files_written(written):
     assert os.path.getsize(name) > 0
 
 
+def test_res_names_the_composition_hydrogens(written):
+  """The model has no H atoms, but SFAC/UNIT carry the composition's (as
+  SHELXT writes them), so that SHELXL can add them with HFIX; iotbx reads
+  the file back with the same atoms."""
+  xs = written["xs"]
+  z = xs.space_group().order_z()
+  lines = files.res_lines(xs, title="h", hydrogens=9)
+  assert [l for l in lines if l.startswith("SFAC")] == ["SFAC C H N O S"]
+  assert [l for l in lines if l.startswith("UNIT")] == ["UNIT %d %d %d %d %d" % (6 * z, 9 * z, z, z, z)]
+  # no H told, or the model holds H already: SFAC as before
+  assert "SFAC C N O S" in files.res_lines(xs, title="h", hydrogens=None)
+  path = os.path.join(os.path.dirname(written["prefix"]), "h.res")
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  back = xray.structure.from_shelx(filename=path, strictly_shelxl=False)
+  assert [sc.scattering_type for sc in back.scatterers()] == [sc.scattering_type for sc in xs.scatterers()]
+
+
 def test_res_reads_back_with_iotbx(written):
   xs = written["xs"]
   back = xray.structure.from_shelx(filename=written["prefix"] + ".res",

@@ -234,17 +234,18 @@ def test_the_restraint_set_is_the_molecule_bonds_and_1_3_distances():
   assert list(projectors) == [0] and np.allclose(projectors[0], 0)
 
 
-def test_a_known_molecule_lowers_the_floor_on_reflections(thpp, tmp_path):
-  """thpp cut to 2.3 A has 80 unique reflections: refused for an ab initio
-  start (min_reflections=100), not with a known molecule (7 rigid
-  parameters; min_reflections_known_molecule=40), whose refusal names the
+def test_a_known_molecule_has_its_own_floor_on_reflections(thpp, tmp_path):
+  """thpp cut to 2.3 A has 80 unique reflections: with min_reflections=100
+  refused for an ab initio start, not with a known molecule under its own
+  floor (min_reflections_known_molecule=40), whose refusal names the
   parameter to lower."""
   observed, reference = thpp
   f_obs = observed.f_obs.resolution_filter(d_min=2.3)
   assert f_obs.size() == 80
-  with pytest.raises(Sorry, match=r"only 80 unique reflections .*\(min_reflections=100\)"):
-    phasing.solve(f_obs, params=phasing.default_params())
   params = phasing.default_params()
+  params.reflections.min_reflections = 100
+  with pytest.raises(Sorry, match=r"only 80 unique reflections .*\(min_reflections=100\)"):
+    phasing.solve(f_obs, params=params)
   params.solve.molecule = write_xyz(tmp_path / "thpp.xyz", *ETHANOL)
   params.reflections.min_reflections_known_molecule = 81
   with pytest.raises(Sorry, match=r"only 80 .*lower min_reflections_known_molecule="):
@@ -252,6 +253,8 @@ def test_a_known_molecule_lowers_the_floor_on_reflections(thpp, tmp_path):
   params.reflections.min_reflections_known_molecule = 80
   assert known_molecule.reflection_params(params).min_reflections == 80
   assert params.reflections.min_reflections == 100               # the user's scope is left as it was
+  params.reflections.min_reflections_known_molecule = None       # the default: the one floor
+  assert known_molecule.reflection_params(params).min_reflections == 100
 
 
 MEASURED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "measured")
@@ -261,8 +264,8 @@ MEASURED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
                     reason="shared/data/measured is not beside this checkout")
 def test_a_small_cell_at_2_A_is_solved_from_88_reflections(tmp_path):
   """The sulfur ylid (P2_12_12_1) cut to 2.0 A keeps 88 unique reflections,
-  which an ab initio start refuses; its molecule, turned at random, is placed
-  and claimed on the rigid fit, every atom right."""
+  too few for 14 free atoms (success.min_data_per_parameter); its molecule,
+  turned at random, is placed and claimed on the rigid fit, every atom right."""
   s = next(x for x in measured.find_sets(MEASURED) if x.name == "ylid_p212121")
   observed, reference = measured.load(s)
   f_obs = observed.f_obs.resolution_filter(d_min=2.0)

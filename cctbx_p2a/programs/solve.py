@@ -54,7 +54,7 @@ files are written all the same, marked NOT SOLVED), 1 when refused.
     # .res + the merged data it refines against (.hkl, HKLF 4 or 3)
     files.write_shelx_pair(r.xray_structure, observed.observations_for_refinement(), prefix,
                            title="p2a.solve %s" % os.path.basename(p.input.data),
-                           wavelength=observed.wavelength)
+                           wavelength=observed.wavelength, hydrogens=r.hydrogens_per_asymmetric_unit())
     files.write_solution_mtz(r.f_obs, r.f_calc, prefix + ".mtz", wavelength=observed.wavelength)
     summary = r.as_json_dict()
     summary["input"] = os.path.abspath(p.input.data)
