@@ -152,6 +152,9 @@ def read(file_name, params=None):
     _type_core_cif_arrays(arrays)
   array = _choose_array(arrays, name, params.labels)
   source = "%s:%s" % (name, _label_string(array))
+  reindexed = None
+  if file_type == "shelx_hklf" and sym_file is not None and _is_shelx_file(sym_file):
+    array, reindexed = _apply_hklf_matrix(array, sym_file)
   if ((array.unit_cell() is None and params.unit_cell is None) or
       (array.space_group_info() is None and params.space_group is None)):
     stem = os.path.basename(os.path.splitext(path)[0])
@@ -162,6 +165,8 @@ def read(file_name, params=None):
                   "automatically" % (stem, stem)
                   if file_type == "shelx_hklf" else ""))
   result = prepare(array, params=params, source=source)
+  if reindexed is not None:
+    result.notes.insert(0, reindexed)
   if symmetry_note is not None:
     result.notes.insert(0, symmetry_note)
   wavelength = getattr(array.info(), "wavelength", None)
@@ -307,9 +312,10 @@ def _is_shelx_file(file_name):
   return os.path.splitext(file_name)[1].lower() in (".ins", ".res")
 
 
-def _shelx_instructions(file_name):
+def _shelx_instructions(file_name, stop_at=("HKLF", "END")):
   """(keyword, [arguments]) of a SHELX .ins/.res, '=' continuations joined,
-  comments (REM, '!') dropped; reading stops at HKLF/END."""
+  comments (REM, '!') dropped; reading stops at the first of stop_at
+  (HKLF/END: the HKLF card itself is left out unless only END stops it)."""
   with open(file_name, errors="replace") as f:
     lines = f.read().splitlines()
   joined, pending = [], ""
@@ -328,7 +334,7 @@ def _shelx_instructions(file_name):
     if not words or line[:1].isspace():
       continue
     keyword = words[0].upper()
-    if keyword in ("HKLF", "END"):
+    if keyword in stop_at:
       break
     result.append((keyword, words[1:]))
   return result
@@ -474,6 +480,41 @@ def _symmetry_from_files(path, file_type, hklf, params):
             hklf, sym_file)
   # only fills in what the file lacks
   return symmetry, None, 4 if hklf is None else hklf, sym_file
+
+
+def _shelx_hklf_matrix(file_name):
+  """The 3x3 index matrix of the HKLF card (HKLF n s r11 ... r33), or None
+  when there is none or it is the identity."""
+  import numpy as np
+  for keyword, words in _shelx_instructions(file_name, stop_at=("END",)):
+    if keyword == "HKLF" and len(words) >= 11 and all(_is_number(w) for w in words[:11]):
+      matrix = np.array([float(w) for w in words[2:11]]).reshape(3, 3)
+      return None if np.allclose(matrix, np.eye(3)) else matrix
+  return None
+
+
+def _apply_hklf_matrix(array, sym_file):
+  """(array, note or None): the indices transformed as SHELXL does, h' =
+  r11 h + r12 k + r13 l, ... (the cell and symmetry of the .ins belong to
+  the transformed indices).  Why: a .res written after a change of cell
+  keeps the data as measured and says the change on its HKLF card."""
+  import numpy as np
+  from cctbx.array_family import flex
+  matrix = _shelx_hklf_matrix(sym_file)
+  if matrix is None:
+    return array, None
+  name = os.path.basename(sym_file)
+  if np.linalg.det(matrix) <= 0:
+    raise Sorry("%s: the HKLF matrix %s has a determinant <= 0, which SHELXL refuses too. "
+                "Fix the HKLF card." % (name, " ".join("%g" % x for x in matrix.ravel())))
+  hkl = np.array(array.indices(), dtype=float) @ matrix.T
+  if not np.allclose(hkl, np.round(hkl), atol=1e-3):
+    raise Sorry("%s: the HKLF matrix %s makes non-integer indices from the .hkl. Check the "
+                "matrix (rows r11 r12 r13, ...)." % (name, " ".join("%g" % x for x in matrix.ravel())))
+  indices = flex.miller_index([tuple(int(v) for v in row) for row in np.round(hkl)])
+  note = "indices transformed by the HKLF matrix of %s (%s), as SHELXL does" % (
+    name, " ".join("%g" % x for x in matrix.ravel()))
+  return array.customized_copy(indices=indices).set_observation_type(array), note
 
 
 def _shelx_hklf_code(file_name):

@@ -776,3 +776,29 @@ def test_a_broken_deposition_cif_is_a_sorry(tmp_path):
   path = tmp_path / "dep.cif"
   path.write_text("data_x\n_shelx_hkl_file\n;\n   1   0   0  10.0  1.0\n")   # the text field never ends
   assert "embeds a SHELX .hkl (_shelx_hkl_file) but is not valid CIF" in sorry(read, str(path))
+
+
+def test_the_hklf_matrix_of_the_ins_transforms_the_indices(tmp_path, f_p21):
+  """HKLF 4 1 r11 ... r33: SHELXL reads h' = r11 h + r12 k + r13 l, ..., and
+  the .ins cell belongs to h'.  A .hkl written in another setting (a and c
+  swapped, b reversed) with that matrix on its HKLF card gives the data
+  back in the .ins cell; a matrix of determinant <= 0 is a Sorry."""
+  import numpy as np
+  from cctbx.array_family import flex
+  matrix = np.array([[0, 0, 1], [0, -1, 0], [1, 0, 0]])        # its own inverse, determinant +1
+  i = f_p21.f_as_f_sq()
+  as_measured = i.customized_copy(indices=flex.miller_index(
+    [tuple(int(v) for v in matrix @ np.array(h)) for h in i.indices()])).set_observation_type(i)
+  hkl = df.write_shelx(tmp_path / "x.hkl", as_measured, ins=False)
+  ins = df.write_ins(tmp_path / "x.ins", f_p21.crystal_symmetry())
+  text = open(ins).read()
+  with open(ins, "w") as f:
+    f.write(text.replace("HKLF 4", "HKLF 4 1 0 0 1 0 -1 0 1 0 0"))
+  data = read(hkl)
+  direct = read(df.write_shelx(tmp_path / "direct.hkl", i))      # the same data in the .ins setting
+  assert_same_amplitudes(data.f_obs, direct.f_obs, tol=1e-9)
+  assert any(n.startswith("indices transformed by the HKLF matrix of x.ins (0 0 1 0 -1 0 1 0 0)")
+             for n in data.notes)
+  with open(ins, "w") as f:
+    f.write(text.replace("HKLF 4", "HKLF 4 1 0 0 1 0 1 0 1 0 0"))    # a and c swapped alone: det -1
+  assert "determinant <= 0" in sorry(read, hkl)
