@@ -212,9 +212,12 @@ def starts(f_obs, params, models, notes, timings):
                                           n_rigid=pp.rigid_tried, seed=params.solve.seed,
                                           n_samples=pp.rotation_samples)
     found = best.rotation_search
-    notes.append("known molecule (%s, %d atoms): rotation search over %d orientations, %d vectors, "
-                 "%.1f s; placed with CC %.3f (rotation %d of %d tried, Patterson z %.1f)" % (
-                   label, len(image.elements), found.n_samples, found.n_vectors, found.seconds,
+    notes.append("known molecule (%s, %d atoms): rotation search over %d orientations, %d vectors "
+                 "%.1f-9 A%s, %.1f s; placed with CC %.3f (rotation %d of %d tried, Patterson z %.1f)" % (
+                   label, len(image.elements), found.n_samples, found.n_vectors, best.shortest_vector,
+                   " (bonds included: fewer than %d vectors are longer than 0.9 d_min)"
+                   % rotation_search.MIN_SEARCH_VECTORS
+                   if best.shortest_vector < max(1.0, 0.9 * f_obs.d_min()) else "", found.seconds,
                    best.start.cc, best.rotation_rank + 1, len(found.hits),
                    found.hits[best.rotation_rank].z_score))
     placed.append((best.start.cc, label, best.start.xray_structure))

@@ -134,7 +134,8 @@ def model_vectors(image, min_length=1.0, max_length=9.0):
   length = np.linalg.norm(u, axis=1)
   sel = (length > min_length) & (length < max_length)
   if not sel.any():
-    raise Sorry("The molecule has no interatomic vectors between %.1f and %.1f A: nothing to search with."
+    raise Sorry("The molecule has no interatomic vectors between %.1f and %.1f A: nothing to search with. "
+                "Lower placement.rotation_shortest_vector (or leave it None)."
                 % (min_length, max_length))
   return u[sel], (z[i] * z[j])[sel]
 
@@ -295,15 +296,31 @@ class BestPlacement:
   start: placement.Candidate          # after rigid-body refinement
   top: placement.Candidate            # the best CC over all rotations, before rigid-body refinement
   notes: list
+  shortest_vector: float = 1.0        # the shortest model vector the rotation search scored (A)
 
 
-def shortest_vector(f_obs, params):
+MIN_SEARCH_VECTORS = 3
+
+
+def shortest_vector(f_obs, params, image=None, max_length=9.0):
   """The shortest model vector the rotation search scores (A):
   placement.rotation_shortest_vector, or 0.9 d_min and at least 1.0 A.  Why:
   a vector much shorter than d_min sits on the shoulder of the removed
-  origin peak and biases the orientation."""
+  origin peak and biases the orientation.  A small molecule (ethylene oxide
+  at 2.0 A) may have fewer than MIN_SEARCH_VECTORS vectors that long: then
+  its bond vectors (from 1.0 A) are scored, biased but not nothing."""
   given = params.placement.rotation_shortest_vector
-  return float(given) if given is not None else max(1.0, 0.9 * f_obs.d_min())
+  if given is not None:
+    return float(given)
+  automatic = max(1.0, 0.9 * f_obs.d_min())
+  if image is not None and automatic > 1.0:
+    heavy = np.array([e.upper() not in ("H", "D") for e in image.elements])
+    sites = image.sites_cart[heavy]
+    i, j = np.triu_indices(len(sites), k=1)
+    length = np.linalg.norm(sites[i] - sites[j], axis=1)
+    if np.count_nonzero((length > automatic) & (length < max_length)) < MIN_SEARCH_VECTORS:
+      return 1.0
+  return automatic
 
 
 def best_placement(f_obs, image, params=None, n_rotations=None, n_rigid=None, seed=0, **search_kwargs):
@@ -316,7 +333,8 @@ def best_placement(f_obs, image, params=None, n_rotations=None, n_rigid=None, se
   n_rotations = n_rotations or params.placement.rotations_tried
   n_rigid = n_rigid or params.placement.rigid_tried
   cs = f_obs.crystal_symmetry()
-  search_kwargs.setdefault("min_length", shortest_vector(f_obs, params))
+  search_kwargs.setdefault("min_length", shortest_vector(f_obs, params, image,
+                                                         search_kwargs.get("max_length", 9.0)))
   found = search(f_obs, image, seed=seed, n_keep=n_rotations, **search_kwargs)
   laue_all = placement.laue_rotations(cs)
   pool = []
@@ -350,7 +368,8 @@ def best_placement(f_obs, image, params=None, n_rotations=None, n_rigid=None, se
   chosen = placements[rank]
   chosen.rigid = candidate
   return BestPlacement(rotation_search=found, placement=chosen, rotation_rank=rank, rotation=full_rotation,
-                       start=candidate, top=pool[0][2], notes=notes)
+                       start=candidate, top=pool[0][2], notes=notes,
+                       shortest_vector=float(search_kwargs["min_length"]))
 
 
 def place_known_molecule(f_obs, image, composition=None, params=None, n_rotations=None, n_rigid=None,

@@ -79,3 +79,31 @@ def test_at_2_A_short_vectors_are_left_out_and_the_orientation_is_closer():
   assert angle[1.0] > 12 and min(angle.values()) < 9, angle
   params.placement.rotation_shortest_vector = 1.2
   assert rotation_search.shortest_vector(f_obs, params) == 1.2
+
+
+def test_a_three_atom_molecule_at_2_A_is_searched_with_its_bonds():
+  """Ethylene oxide at 2.0 A has no interatomic vector longer than 0.9 d_min
+  (1.43-1.47 A bonds only): the search then scores its bonds rather than
+  refusing, and the molecule is placed (P2_1/n, about 35 reflections)."""
+  from cctbx import crystal, xray
+  from cctbx.array_family import flex
+  symmetry = crystal.symmetry(unit_cell=(4.633, 8.400, 6.577, 90, 100.37, 90), space_group_symbol="P 1 21/n 1")
+  ring = np.array([[0.0, 0.0, 0.0], [1.47, 0.0, 0.0], [0.735, 1.23, 0.0]])     # C, C, O
+  turn = rotation_search.random_rotations(1, seed=2)[0]
+  sites = ring @ turn.T + np.array(symmetry.unit_cell().orthogonalize((0.31, 0.22, 0.17)))
+  reference = xray.structure(crystal_symmetry=symmetry, scatterers=flex.xray_scatterer([
+    xray.scatterer(label, site=symmetry.unit_cell().fractionalize(tuple(x)), u=0.03, scattering_type=e)
+    for label, x, e in zip(("C1", "C2", "O1"), sites, ("C", "C", "O"))]))
+  f_obs = abs(reference.structure_factors(d_min=2.0, algorithm="direct").f_calc())
+  f_obs.set_observation_type_xray_amplitude()
+  image = placement.MoleculeImage.of(ring @ rotation_search.random_rotations(1, seed=7)[0].T, ["C", "C", "O"])
+  params = placement.default_params()
+  assert 0.9 * f_obs.d_min() > 1.47
+  assert rotation_search.shortest_vector(f_obs, params, image) == 1.0
+  params.placement.rotation_shortest_vector = 1.6   # told: none of its vectors is left
+  with pytest.raises(Exception, match="no interatomic vectors between 1.6"):
+    rotation_search.search(f_obs, image, n_samples=100, min_length=rotation_search.shortest_vector(f_obs, params, image))
+  best = rotation_search.best_placement(f_obs, image, n_rotations=3, n_rigid=3)
+  assert best.shortest_vector == 1.0
+  score = baselines.score_against_reference(reference, best.start.xray_structure, tolerance=0.5)
+  assert score["n_matched"] == 3, score
