@@ -12,6 +12,7 @@ part in this start.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 import os
 import time
 
@@ -117,6 +118,49 @@ def read_molecule(path):
   return _image(sites, elements, path)
 
 
+def _rdkit():
+  try:
+    import cctbx_p2a  # noqa: F401  (cctbx before RDKit's own libraries)
+    from rdkit import Chem, RDLogger
+  except ImportError:
+    raise Sorry("solve.smiles needs RDKit, which p2a.solve does not install: pip install "
+                "'cctbx_p2a[train]' (or give the molecule as a file, solve.molecule=).")
+  RDLogger.DisableLog("rdApp.*")
+  return Chem
+
+
+@dataclass
+class SmilesComponents:
+  """A SMILES string's components ('.'-separated: a salt's ions, a solvate's
+  solvent): the one searched for, the others, and the non-H composition of
+  them all."""
+  searched: str
+  others: list
+  composition: dict
+
+
+def smiles_components(smiles):
+  """The components of solve.smiles.  Why: RDKit embeds the components of
+  one SMILES at arbitrary distances from each other, which no crystal
+  holds, so a rigid body of them all cannot fit; the largest component
+  (most non-H atoms, then most electrons) is searched for, and the others'
+  atoms stay in the composition for the finishing's completion to find."""
+  Chem = _rdkit()
+  mol = Chem.MolFromSmiles(str(smiles))
+  if mol is None:
+    raise Sorry("solve.smiles=%s is not a SMILES string RDKit can read." % smiles)
+  composition = {}
+  for atom in mol.GetAtoms():
+    if atom.GetAtomicNum() > 1:
+      composition[atom.GetSymbol()] = composition.get(atom.GetSymbol(), 0) + 1
+  parts = sorted(Chem.GetMolFrags(mol, asMols=True),
+                 key=lambda m: (-m.GetNumHeavyAtoms(), -sum(a.GetAtomicNum() for a in m.GetAtoms())))
+  if parts[0].GetNumHeavyAtoms() == 0:
+    raise Sorry("solve.smiles=%s has no atom heavier than hydrogen to search with." % smiles)
+  return SmilesComponents(searched=Chem.MolToSmiles(parts[0]), others=[Chem.MolToSmiles(m) for m in parts[1:]],
+                          composition=composition)
+
+
 def conformers_from_smiles(smiles, n, seed=0, pool=30, min_rmsd=0.3):
   """Up to n distinct conformers of a SMILES string, lowest MMFF energy
   first.  RDKit: hydrogens added, `pool` ETKDGv3 embeddings seeded by
@@ -126,19 +170,13 @@ def conformers_from_smiles(smiles, n, seed=0, pool=30, min_rmsd=0.3):
   symmetry included) from every one kept before; hydrogens dropped.  Why:
   five embeddings of a rigid molecule are often one conformation five
   times, while the pool's distinct ones hold the crystal's (measured:
-  docs/crystals.md)."""
-  try:
-    import cctbx_p2a  # noqa: F401  (cctbx before RDKit's own libraries)
-    from rdkit import Chem, RDLogger
-    from rdkit.Chem import AllChem, rdMolAlign
-  except ImportError:
-    raise Sorry("solve.smiles needs RDKit, which p2a.solve does not install: pip install "
-                "'cctbx_p2a[train]' (or give the molecule as a file, solve.molecule=).")
-  RDLogger.DisableLog("rdApp.*")
-  mol = Chem.MolFromSmiles(str(smiles))
-  if mol is None:
-    raise Sorry("solve.smiles=%s is not a SMILES string RDKit can read." % smiles)
-  mol = Chem.AddHs(mol)
+  docs/crystals.md).  A SMILES of several components gives conformers of
+  its largest (smiles_components)."""
+  Chem = _rdkit()
+  from rdkit.Chem import AllChem, rdMolAlign
+  parts = smiles_components(smiles)
+  # one component: the string as given (its atom order is what seeds reproduce)
+  mol = Chem.AddHs(Chem.MolFromSmiles(parts.searched if parts.others else str(smiles)))
   embed = AllChem.ETKDGv3()
   embed.randomSeed = int(seed) % (2 ** 31 - 1) + 1
   ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=max(1, int(n), int(pool or 0)), params=embed))
@@ -173,6 +211,20 @@ def search_models(params):
     for k, image in enumerate(conformers):
       models.append(("SMILES conformer %d of %d" % (k + 1, len(conformers)), image))
   return models
+
+
+def composition_and_note(params, models):
+  """(element -> count, what to note) of the known molecule, one per
+  asymmetric unit: every component of solve.smiles, else the first model's
+  atoms."""
+  if params.solve.smiles:
+    parts = smiles_components(params.solve.smiles)
+    if parts.others:
+      return parts.composition, ("solve.smiles has %d components: the search model is the largest, %s; "
+                                 "%s left to the finishing's completion" % (
+                                   1 + len(parts.others), parts.searched, " ".join(parts.others)))
+    return parts.composition, None
+  return composition_of(models[0][1]), None
 
 
 def reflection_params(params):

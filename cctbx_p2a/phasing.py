@@ -266,10 +266,14 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
     # from SFAC/UNIT / Z of the SHELX file (reflections says so in its notes)
     composition = dict(observed.composition)
   models = known_molecule.search_models(params) if (params.solve.molecule or params.solve.smiles) else []
-  if models and composition is None:
-    composition = known_molecule.composition_of(models[0][1])
-    notes.append("composition from the known molecule: %s (one molecule per asymmetric unit)" % " ".join(
-      "%s%d" % kv for kv in sorted(composition.items())))
+  if models:
+    known_composition, components = known_molecule.composition_and_note(params, models)
+    if components:
+      notes.append(components)
+    if composition is None:
+      composition = known_composition
+      notes.append("composition from the known molecule: %s (one molecule per asymmetric unit)" % " ".join(
+        "%s%d" % kv for kv in sorted(composition.items())))
   sites_of = finishing.composition_sites(composition)
   n_from_composition = sum(sites_of.values()) if sites_of else None
   route, why, problems = choose_start(f_obs, model, n_from_composition, params)

@@ -296,3 +296,24 @@ def test_the_shipped_thpp_example_solves_at_1_5_A(tmp_path, capsys):
   score = baselines.score_against_reference(reference, files.read_structure(prefix + ".cif"), tolerance=0.5)
   assert score["n_matched"] == reference.scatterers().size()
   assert "data cut to 1.50 A" in capsys.readouterr().out
+
+
+def test_a_salt_or_solvate_smiles_searches_its_largest_component():
+  """RDKit embeds the components of one SMILES at arbitrary distances, which
+  no crystal holds: the largest is the search model, and every component's
+  atoms are in the composition for the completion."""
+  pytest.importorskip("rdkit")
+  parts = known_molecule.smiles_components("[Na+].O.CC(=O)[O-]")
+  assert parts.searched == "CC(=O)[O-]" and sorted(parts.others) == ["O", "[Na+]"]
+  assert parts.composition == {"C": 2, "O": 3, "Na": 1}
+  [acetate] = known_molecule.conformers_from_smiles("[Na+].O.CC(=O)[O-]", 1)
+  assert sorted(acetate.elements) == ["C", "C", "O", "O"]
+  assert np.linalg.norm(acetate.sites_cart, axis=1).max() < 2.0    # one ion, not three far apart
+  params = phasing.default_params()
+  params.solve.smiles = "[Na+].O.CC(=O)[O-]"
+  composition, note = known_molecule.composition_and_note(params, [("SMILES conformer 1 of 1", acetate)])
+  assert composition == {"C": 2, "O": 3, "Na": 1} and "3 components" in note
+  params.solve.smiles = "CC(=O)O"
+  assert known_molecule.composition_and_note(params, [("x", acetate)]) == ({"C": 2, "O": 2}, None)
+  with pytest.raises(Sorry, match="no atom heavier"):
+    known_molecule.smiles_components("[H][H]")
