@@ -248,10 +248,68 @@ def composition_of(image):
   return counts
 
 
-def starts(f_obs, params, models, notes, timings):
+MAX_COPIES = 4
+
+
+def copies_in_composition(composition, image):
+  """How many copies of the molecule the asymmetric unit holds by the
+  composition (element -> sites): k when every element's count is k times
+  the molecule's (2 <= k <= MAX_COPIES, Z' = k), else 1."""
+  if not composition:
+    return 1
+  own = composition_of(image)
+  ratios = {composition.get(e, 0) / n for e, n in own.items()}
+  ratios |= {1.0 * (e in own) for e in composition if composition[e] > 0 and e not in own}
+  if len(ratios) != 1:
+    return 1
+  k = ratios.pop()
+  return int(k) if k == int(k) and 2 <= k <= MAX_COPIES else 1
+
+
+def place_further_copies(f_obs, image, best, n_copies, params):
+  """Z' > 1: the copies placed so far are held fixed (their F_calc added in
+  the translation function and in the rigid fit) while each further copy is
+  placed: the rotation search's best orientations in every Laue
+  orientation, the translation function's peaks scored by the CC of all
+  copies, the placement.rigid_tried best refined as rigid bodies.  Returns
+  (xray.structure of every copy, CC of them all)."""
+  from cctbx_p2a import rotation_search   # noqa: F401  (best comes from it)
+  pp = params.placement
+  cs = f_obs.crystal_symmetry()
+  f_search = f_obs.resolution_filter(d_max=pp.d_max) if pp.d_max else f_obs
+  fo = f_obs.data().as_numpy_array()
+  amplitudes = placement.RigidAmplitudes(f_obs, image.elements)
+  laue = placement.laue_rotations(cs)
+  placed, cc = best.start.xray_structure, best.start.cc
+  for _ in range(n_copies - 1):
+    f_part = f_obs.structure_factors_from_scatterers(placed, algorithm="direct").f_calc().data().as_numpy_array()
+    pool = []
+    for hit in best.rotation_search.hits:
+      turned = placement.MoleculeImage.of(image.sites_cart @ hit.rotation.T, image.elements)
+      for rotation in laue:
+        model = placement.model_in_p1(turned, rotation, cs, pp.u_iso)
+        tf = placement.translation_function(f_search, model, pp.resolution_factor, partial=placed)
+        for t, _height in placement.grid_peaks(tf, pp.n_peaks):
+          fc = amplitudes(amplitudes.placed(turned, rotation, t), pp.u_iso, f_part)
+          pool.append((float(np.corrcoef(fo, fc)[0, 1]), turned, rotation, t))
+    pool.sort(key=lambda p: -p[0])
+    chosen = None
+    for _cc, turned, rotation, t in pool[:max(1, pp.rigid_tried)]:
+      turn, shift, u, rcc = placement.rigid_body_refine(f_obs, turned, rotation, t, pp.u_iso, f_part=f_part)
+      if chosen is None or rcc > chosen[0]:
+        chosen = (rcc, turned, turn, shift, u)
+    cc, turned, turn, shift, u = chosen
+    combined = placed.deep_copy_scatterers()
+    combined.add_scatterers(placement.placed_structure(turned, turn, shift, cs, u).scatterers())
+    placed = combined
+  return placed, cc
+
+
+def starts(f_obs, params, models, notes, timings, composition=None):
   """Every search model placed (rotation search, translation function, rigid
   body); yields (xray.structure, CC, "known_molecule", what it is, None),
-  the best CC first, for the common finishing.  (Offering the placement
+  the best CC first, for the common finishing; with a composition of k
+  molecules (Z' = k), k copies placed one after another.  (Offering the placement
   itself as a finished model where the data are too few to refine sites was
   tried: at 2.0 A it claimed a conformer 0.27 A from the crystal's with only
   13 of 16 atoms within 0.5 A, so it is not done; docs/crystals.md.)"""
@@ -264,6 +322,14 @@ def starts(f_obs, params, models, notes, timings):
                                           n_rigid=pp.rigid_tried, seed=params.solve.seed,
                                           n_samples=pp.rotation_samples)
     found = best.rotation_search
+    start, cc = best.start.xray_structure, best.start.cc
+    n_copies = copies_in_composition(composition, image)
+    if n_copies > 1:
+      one = best.start.cc
+      start, cc = place_further_copies(f_obs, image, best, n_copies, params)
+      notes.append("known molecule (%s): the composition holds %d copies (Z' = %d); copies 2-%d placed with "
+                   "the ones before held fixed: CC %.3f with one copy, %.3f with all" % (
+                     label, n_copies, n_copies, n_copies, one, cc))
     notes.append("known molecule (%s, %d atoms): rotation search over %d orientations, %d vectors "
                  "%.1f-9 A%s, %.1f s; placed with CC %.3f (rotation %d of %d tried, Patterson z %.1f)" % (
                    label, len(image.elements), found.n_samples, found.n_vectors, best.shortest_vector,
@@ -272,7 +338,7 @@ def starts(f_obs, params, models, notes, timings):
                    if best.shortest_vector < max(1.0, 0.9 * f_obs.d_min()) else "", found.seconds,
                    best.start.cc, best.rotation_rank + 1, len(found.hits),
                    found.hits[best.rotation_rank].z_score))
-    placed.append((best.start.cc, label, best.start.xray_structure))
+    placed.append((cc, label, start))
   timings["known_molecule"] = time.time() - t
   for cc, label, xs in sorted(placed, key=lambda p: -p[0]):
     yield xs.deep_copy_scatterers(), cc, "known_molecule", "known molecule (%s) placed, CC" % label, None

@@ -314,7 +314,7 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
   if route != "network":
     starts = crystal_starts(f_obs, params, n_sites, finishing.most_common_element(sites_of), route,
                             notes, timings, crystal_model=crystal_model, chosen=chosen,
-                            finish=finish_start, models=models)
+                            finish=finish_start, models=models, composition=sites_of)
     network_output = (None, None)
 
   t = time.time()
@@ -757,7 +757,7 @@ def crystal_network_start(f_obs, model, n_sites, params, notes, timings):
 
 
 def crystal_starts(f_obs, params, n_sites, element, route, notes, timings, crystal_model=None,
-                   chosen=None, finish=None, models=()):
+                   chosen=None, finish=None, models=(), composition=None):
   """The starts in the data's space group, made only when asked for (the
   caller stops at the first solved one): the crystal network's placed image
   when one is chosen (crystal_model_for) or the known molecules placed
@@ -769,7 +769,7 @@ def crystal_starts(f_obs, params, n_sites, element, route, notes, timings, cryst
   side on the trials' processes (None without finish); the others not."""
   from cctbx_p2a import baselines, dual_space
   if route.startswith("known_molecule"):
-    yield from known_molecule.starts(f_obs, params, models, notes, timings)
+    yield from known_molecule.starts(f_obs, params, models, notes, timings, composition)
     if route == "known_molecule":
       return
     route = "conventional"

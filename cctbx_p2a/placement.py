@@ -125,21 +125,27 @@ def model_in_p1(image, rotation, crystal_symmetry, u_iso=0.03):
   return xray.structure(crystal_symmetry=p1, scatterers=scatterers)
 
 
-def translation_function(f_obs, model, resolution_factor=1 / 3.):
+def translation_function(f_obs, model, resolution_factor=1 / 3., partial=None):
   """The fast translation function (Navaza & Vernoslova 1995) of a P1 model
-  against |F_obs| in the data's space group, as a numpy grid over the cell."""
+  against |F_obs| in the data's space group, as a numpy grid over the cell.
+  partial: an xray.structure already placed (another copy of the molecule,
+  Z' > 1), whose F_calc is added to the model's at every translation."""
   from cctbx import miller, translation_search
   from cctbx.array_family import flex
   f_obs = f_obs.as_non_anomalous_array().merge_equivalents().array() if f_obs.anomalous_flag() else f_obs
   p1_set = miller.build_set(crystal_symmetry=model.crystal_symmetry(), anomalous_flag=False,
                             d_min=f_obs.d_min())
   f_calc = p1_set.structure_factors_from_scatterers(model, algorithm="direct").f_calc()
+  f_part = flex.complex_double()
+  if partial is not None:
+    f_part = f_obs.structure_factors_from_scatterers(partial, algorithm="direct").f_calc().data()
   gridding = f_obs.crystal_gridding(
-    symmetry_flags=translation_search.symmetry_flags(is_isotropic_search_model=False, have_f_part=False),
+    symmetry_flags=translation_search.symmetry_flags(is_isotropic_search_model=False,
+                                                     have_f_part=partial is not None),
     resolution_factor=resolution_factor)
   target = translation_search.fast_nv1995(
     gridding=gridding.n_real(), space_group=f_obs.space_group(), anomalous_flag=False,
-    miller_indices_f_obs=f_obs.indices(), f_obs=f_obs.data(), f_part=flex.complex_double(),
+    miller_indices_f_obs=f_obs.indices(), f_obs=f_obs.data(), f_part=f_part,
     miller_indices_p1_f_calc=f_calc.indices(), p1_f_calc=f_calc.data()).target_map()
   return target.as_numpy_array().reshape(gridding.n_real())
 
@@ -270,15 +276,21 @@ class RigidAmplitudes:
     self.form = np.stack([form[e] for e in elements], axis=1)                  # (reflections, atoms)
     self.orth = orthogonalisation(cs.unit_cell())
 
-  def __call__(self, sites_frac, u_iso):
-    """|F_calc| for the atoms at sites_frac (atoms, 3), all with u_iso."""
+  def __call__(self, sites_frac, u_iso, f_part=None):
+    """|F_calc| for the atoms at sites_frac (atoms, 3), all with u_iso, plus
+    f_part (complex, at f_obs's reflections: copies already placed) if given."""
+    f = self.complex(sites_frac, u_iso)
+    return np.abs(f if f_part is None else f + f_part)
+
+  def complex(self, sites_frac, u_iso):
+    """F_calc (complex) for the atoms at sites_frac, all with u_iso."""
     sym = np.einsum("sab,jb->sja", self.r, sites_frac) + self.t[:, None, :]   # (ops, atoms, 3)
     f = np.zeros(len(self.h), dtype=complex)
     step = max(1, int(4e6 // max(1, sym.shape[0] * sym.shape[1])))
     for a in range(0, len(self.h), step):
       phase = 2 * np.pi * np.einsum("na,sja->nsj", self.h[a:a + step], sym)
       f[a:a + step] = (self.form[a:a + step, None, :] * np.exp(1j * phase)).sum(axis=(1, 2))
-    return np.abs(f) * np.exp(-2 * np.pi ** 2 * u_iso * self.d_star_sq)
+    return f * np.exp(-2 * np.pi ** 2 * u_iso * self.d_star_sq)
 
   def placed(self, image, rotation, translation_frac):
     """Fractional sites of the image turned by rotation (about its centred
@@ -286,12 +298,13 @@ class RigidAmplitudes:
     return turned_sites_frac(image, rotation, self.orth) + np.asarray(translation_frac)
 
 
-def rigid_body_refine(f_obs, image, rotation, translation_frac, u_iso=0.03, max_evaluations=400):
+def rigid_body_refine(f_obs, image, rotation, translation_frac, u_iso=0.03, max_evaluations=400, f_part=None):
   """Turn and shift the placed image as one rigid body (about its centroid),
   with one overall U_iso, to maximise CC(|F_obs|, |F_calc|): 7 parameters,
   which even 2 A data (about 100 reflections) determine well, whereas
   refining every atom at 2 A can take a right start away (measured,
-  docs/crystals_network.md).  Returns (rotation, translation_frac, u_iso, CC)."""
+  docs/crystals_network.md).  f_part: complex F_calc of copies already
+  placed (held fixed).  Returns (rotation, translation_frac, u_iso, CC)."""
   from scipy.optimize import minimize
   cs = f_obs.crystal_symmetry()
   orth = orthogonalisation(cs.unit_cell())
@@ -306,7 +319,7 @@ def rigid_body_refine(f_obs, image, rotation, translation_frac, u_iso=0.03, max_
 
   def minus_cc(x):
     turn, t, u = state(x)
-    fc = amplitudes(amplitudes.placed(image, turn, t), u)
+    fc = amplitudes(amplitudes.placed(image, turn, t), u, f_part)
     return -float(np.corrcoef(fo, fc)[0, 1])
 
   x0 = np.zeros(7)

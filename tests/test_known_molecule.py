@@ -317,3 +317,45 @@ def test_a_salt_or_solvate_smiles_searches_its_largest_component():
   assert known_molecule.composition_and_note(params, [("x", acetate)]) == ({"C": 2, "O": 2}, None)
   with pytest.raises(Sorry, match="no atom heavier"):
     known_molecule.smiles_components("[H][H]")
+
+
+def test_copies_in_the_composition():
+  image = placement.MoleculeImage.of(np.eye(3), ["C", "C", "O"])
+  assert known_molecule.copies_in_composition({"C": 4, "O": 2}, image) == 2
+  assert known_molecule.copies_in_composition({"C": 2, "O": 1}, image) == 1
+  assert known_molecule.copies_in_composition({"C": 4, "O": 3}, image) == 1      # not whole copies
+  assert known_molecule.copies_in_composition({"C": 4, "O": 2, "Cl": 1}, image) == 1   # something else too
+  assert known_molecule.copies_in_composition({"C": 20, "O": 10}, image) == 1    # beyond MAX_COPIES
+  assert known_molecule.copies_in_composition(None, image) == 1
+
+
+def test_two_copies_in_the_asymmetric_unit_are_placed(thpp, tmp_path):
+  """Z' = 2: thpp's measured data described in P2_1, a subgroup of its P2_1/n
+  that keeps two molecules per asymmetric unit, cut to 1.5 A; told a
+  composition of two molecules, the known molecule's second copy is placed
+  with the first held fixed (one copy alone ended 26 of 32 atoms right)."""
+  from cctbx import sgtbx, xray
+  observed, reference = thpp
+  group = sgtbx.space_group()
+  for op in reference.space_group().all_ops():
+    if op.r().determinant() > 0:
+      group.expand_smx(op)
+  symmetry = reference.crystal_symmetry().customized_copy(space_group_info=sgtbx.space_group_info(group=group))
+  f_obs = observed.f_obs.expand_to_p1().customized_copy(crystal_symmetry=symmetry).merge_equivalents().array()
+  f_obs = f_obs.resolution_filter(d_min=1.5)
+  centre = [op for op in reference.space_group().all_ops() if op.r().determinant() < 0][0]
+  both = xray.structure(crystal_symmetry=symmetry, scatterers=reference.scatterers().deep_copy())
+  for sc in reference.scatterers():
+    both.add_scatterer(xray.scatterer(sc.label + "'", site=centre * sc.site, u=0.03,
+                                      scattering_type=sc.scattering_type))
+  one = placement.image_of_structure(reference)
+  composition = {e: 2 * n for e, n in known_molecule.composition_of(one).items()}
+  params = phasing.default_params()
+  params.solve.start = "molecule"
+  params.solve.composition = " ".join("%s%d" % kv for kv in composition.items())
+  params.solve.molecule = write_xyz(tmp_path / "thpp.xyz", one.elements,
+                                    one.sites_cart @ placement.rotation_about([1, 2, 3], 70).T)
+  result = phasing.solve(f_obs, params)
+  assert any("2 copies (Z' = 2)" in n for n in result.notes)
+  score = baselines.score_against_reference(both, result.xray_structure, tolerance=0.5)
+  assert score["n_matched"] >= 29, score
