@@ -244,7 +244,7 @@ def distances_to_structure(xray_structure, sites_frac, cutoff=3.0):
 # --- refinement, completion, recycling ------------------------------------------
 
 def refine(xray_structure, f_obs, cycles=2, max_iterations=25, refine_u_iso=True,
-           max_reflections=6000, restraints=None):
+           max_reflections=6000, restraints=None, one_u_iso=False):
   """L-BFGS least squares on |F_obs| (cctbx.xray.minimization): sites, then
   sites and isotropic U.  The overall scale is solved analytically by the
   target at every step.  The structure is refined in place.
@@ -254,7 +254,8 @@ def refine(xray_structure, f_obs, cycles=2, max_iterations=25, refine_u_iso=True
   refinement well under a second; R1 and CC are always computed on all data.
 
   restraints: a restraints.MoleculeRestraints (a known molecule's geometry),
-  used only while it applies to the structure (its atoms the molecule's)."""
+  used only while it applies to the structure (its atoms the molecule's).
+  one_u_iso: one overall U_iso (fitted) instead of one per atom."""
   from cctbx import xray
   from cctbx.array_family import flex
   import scitbx.lbfgs
@@ -280,7 +281,7 @@ def refine(xray_structure, f_obs, cycles=2, max_iterations=25, refine_u_iso=True
     scatterers.flags_set_grads(state=False)
     everything = flex.size_t_range(scatterers.size())
     scatterers.flags_set_grad_site(iselection=everything)
-    if refine_u_iso and cycle > 0:
+    if refine_u_iso and cycle > 0 and not one_u_iso:
       scatterers.flags_set_grad_u_iso(iselection=everything)
     before = scatterers.deep_copy()
     try:
@@ -557,8 +558,11 @@ def refine_with_params(xs, f_obs, params):
   """refine() with the `refinement` PHIL scope (and the known molecule's
   restraints, where finish() was given them and they still apply)."""
   rp = params.refinement
+  restraints = _molecule_restraints.get()
+  one_u_iso = bool(rp.known_molecule_one_u_iso and restraints is not None and restraints.applies_to(xs)
+                   and not enough_data(f_obs, xs.scatterers().size(), params))
   return refine(xs, f_obs, cycles=rp.cycles, max_iterations=rp.max_iterations,
-                max_reflections=rp.max_reflections, restraints=_molecule_restraints.get())
+                max_reflections=rp.max_reflections, restraints=restraints, one_u_iso=one_u_iso)
 
 
 def refine_complete_recycle(xs, f_obs, n_sites, element, params, staged=True, retype=None):
