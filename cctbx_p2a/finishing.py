@@ -62,11 +62,21 @@ def reaches(f_obs, d_min_limit):
   return d_min_limit is not None and f_obs.d_min() <= d_min_limit + 0.01
 
 
-def enough_data(f_obs, n_atoms, params):
+def enough_data(f_obs, n_atoms, params, n_parameters=None):
   """Whether there are success.min_data_per_parameter unique reflections per
-  refined parameter (x, y, z, U_iso per atom): below it R1 cannot tell a
-  right structure from a wrong one refined into the data."""
-  return f_obs.size() >= params.success.min_data_per_parameter * 4 * n_atoms
+  refined parameter (x, y, z, U_iso per atom, unless n_parameters says
+  otherwise): below it R1 cannot tell a right structure from a wrong one
+  refined into the data."""
+  return f_obs.size() >= params.success.min_data_per_parameter * (n_parameters or 4 * n_atoms)
+
+
+def refined_parameters(xray_structure):
+  """The parameters a finished model holds: x, y, z per atom, and one U_iso
+  per atom, or one for them all where every atom has the same U_iso (a
+  known molecule refined with refinement.known_molecule_one_u_iso)."""
+  n = xray_structure.scatterers().size()
+  one_u = n > 1 and len({round(sc.u_iso, 8) for sc in xray_structure.scatterers()}) == 1
+  return 3 * n + (1 if one_u else n)
 
 
 def symmetry_pairs(xray_structure, cutoff):

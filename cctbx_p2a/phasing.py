@@ -393,7 +393,8 @@ def solve(f_obs, params=None, model=None, log=None, crystal_model=None, **overri
     # the search above still stops at the first model that explains the data; only the claim waits
     explained = False
     reasons.append(withheld)
-  if explained and rigid is not None and not finishing.enough_data(f_obs, xs.scatterers().size(), params):
+  if explained and rigid is not None and not finishing.enough_data(f_obs, xs.scatterers().size(), params,
+                                                                    finishing.refined_parameters(xs)):
     notes.append("%d unique reflections are fewer than success.min_data_per_parameter=%.1f per free-atom "
                  "parameter; the claim rests on the known molecule's rigid fit (7 parameters): CC %.3f, "
                  "%.0f %% of its atoms kept within 0.5 A by the finishing" % (
@@ -476,10 +477,12 @@ def verdict(xs, r1, cc, f_obs, params, chemistry=True, elements_known=True, n_ex
     reasons.append("the model holds %s where the composition says %s: its elements could not be "
                    "placed by density without raising R1 (success.composition_elements_d_min=%.1f A)"
                    % (wrong_elements[0], wrong_elements[1], sp.composition_elements_d_min))
-  if not finishing.enough_data(f_obs, n_placed, params) and not rigid_fit_holds(rigid, params):
+  # a known molecule may have been refined with one U_iso for all atoms (known_molecule_one_u_iso)
+  n_parameters = finishing.refined_parameters(xs) if rigid is not None else 4 * n_placed
+  if not finishing.enough_data(f_obs, n_placed, params, n_parameters) and not rigid_fit_holds(rigid, params):
     reasons.append("%d unique reflections for %d atoms (%d parameters) are too few to tell a right "
                    "structure from a refined wrong one (success.min_data_per_parameter=%.1f)%s"
-                   % (f_obs.size(), n_placed, 4 * n_placed, sp.min_data_per_parameter,
+                   % (f_obs.size(), n_placed, n_parameters, sp.min_data_per_parameter,
                       "" if rigid is None else "; nor does the known molecule's rigid fit carry the "
                       "claim: CC %.3f, %.0f %% of the atoms kept within 0.5 A (success.rigid_body_cc_min="
                       "%.2f, rigid_body_kept=%.2f)" % (rigid[0], 100 * rigid[1], sp.rigid_body_cc_min,

@@ -110,6 +110,27 @@ def test_the_rigid_fit_carries_a_claim_the_data_per_parameter_cannot(thpp):
   assert any("too few" in r for r in moved)
 
 
+def test_one_u_iso_counts_as_one_parameter_for_a_known_molecule(thpp):
+  """A known molecule refined with one U_iso for every atom holds 3n + 1
+  parameters, not 4n: thpp cut to 1.8 A has 180 reflections, 2.8 per
+  parameter with one U_iso each but 3.7 with one for all.  A model from
+  any other start is counted 4n whatever its U_iso."""
+  observed, reference = thpp
+  f_obs = observed.f_obs.resolution_filter(d_min=1.8)
+  n = reference.scatterers().size()
+  assert 3 * 4 * n > f_obs.size() >= 3 * (3 * n + 1)
+  params = phasing.default_params()
+  xs = reference.deep_copy_scatterers()
+  for sc in xs.scatterers():
+    sc.u_iso = 0.03
+  assert finishing.refined_parameters(xs) == 3 * n + 1
+  assert not any("too few" in r for r in phasing.verdict(xs, 0.1, 0.95, f_obs, params, rigid=(0.80, 1.0))[1])
+  assert any("too few" in r for r in phasing.verdict(xs, 0.1, 0.95, f_obs, params)[1])
+  xs.scatterers()[0].u_iso = 0.04
+  assert finishing.refined_parameters(xs) == 4 * n
+  assert any("too few" in r for r in phasing.verdict(xs, 0.1, 0.95, f_obs, params, rigid=(0.80, 1.0))[1])
+
+
 def test_smiles_gives_conformers_with_real_bonds():
   pytest.importorskip("rdkit")
   conformers = known_molecule.conformers_from_smiles("Oc1ccccc1", 2, seed=1)
